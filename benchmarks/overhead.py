@@ -1,0 +1,76 @@
+"""Per training run: the training loop's time against everything else, on the digits example.
+
+Runs a small study in a temporary folder and prints, per run, training seconds and the rest
+(process start, study bookkeeping, export, parity, quantization, measurement), their medians, and
+(wall - training) / training. Use --epochs to make runs train for 20 s or more.
+
+    python benchmarks/overhead.py --runs 8 --epochs 6
+    python benchmarks/overhead.py --runs 4 --epochs 60 --world-size 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from effsearch.objectives import parse_objectives
+from effsearch.space import load_space
+from effsearch.study import TuneSettings, Tuner
+from effsearch.train.pool import hardware_world_sizes
+from effsearch.userfile import load_user_file, probe
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "digits_cnn.py"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--world-size", type=int, nargs="*", default=None, help="fix the world size(s) to compare")
+    ap.add_argument("--file", type=Path, default=EXAMPLE)
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    uf = load_user_file(args.file)
+    info, datasets = probe(uf)
+    _, hw = hardware_world_sizes()
+    sizes = args.world_size or [1, min(2, hw)]
+    print(f"{uf.name}: {args.runs} runs per world size, {args.epochs} epochs, every precision measured")
+    for ws in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            space_file = Path(tmp) / "space.toml"
+            space_file.write_text(f"world_size = {ws}\n")
+            space = load_space(space_file, ws)
+            keys, dirs = parse_objectives(None, uf.metric_key, uf.registration.metric_direction)
+            settings = TuneSettings(
+                study_name=f"overhead-ws{ws}", storage_url=f"sqlite:///{tmp}/b.db", trials=args.runs, space=space,
+                objectives=keys, directions=dirs, epochs=args.epochs, artifacts=Path(tmp),
+            )
+            tuner = Tuner(uf, info, settings)
+            t0 = time.perf_counter()
+            tuner.run(datasets)
+            total = time.perf_counter() - t0
+            leads = [t for t in tuner.study.trials if t.user_attrs.get("lead") and "timing" in t.user_attrs]
+            leads.sort(key=lambda t: t.number)
+            print(f"\nworld_size={ws}  (first run includes starting the rank processes)")
+            print(f"{'run':>4} {'wall s':>8} {'train s':>8} {'rest s':>8} {'export':>7} {'quant':>7} {'measure':>8} {'ratio':>7}")
+            rest, ratios = [], []
+            # A run's wall time is the whole optimize() call: Optuna bookkeeping, process start, training,
+            # export, every precision, measurement and recording.
+            for i, (t, wall) in enumerate(zip(leads, tuner.run_walls)):
+                tm = t.user_attrs["timing"]
+                r = wall - tm["train_s"]
+                rest.append(r)
+                ratios.append(r / tm["train_s"])
+                print(f"{i + 1:>4} {wall:8.2f} {tm['train_s']:8.2f} {r:8.2f} {tm['export_s']:7.2f} {tm['quantize_s']:7.2f} {tm['measure_s']:8.2f} {r / tm['train_s']:7.3f}")
+            print(f"median rest {statistics.median(rest):.2f} s  median ratio (wall-train)/train {statistics.median(ratios):.3f}")
+            print(f"median rest after the first run {statistics.median(rest[1:] or rest):.2f} s; study wall {total:.1f} s "
+                  f"for {len(leads)} runs; rank process starts {tuner.pool_stats}")
+
+
+if __name__ == "__main__":
+    main()

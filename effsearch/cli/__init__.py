@@ -1,0 +1,51 @@
+"""The `effsearch` command line (typer + rich; only this package prints)."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from effsearch.cli.app import app
+from effsearch.errors import EffsearchError
+
+# Each module adds its commands to `app`.
+from effsearch.cli import plugins, report, tune  # noqa: E402,F401
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    """Entry point: one line per error unless --debug; exit 2 for usage and user-file errors, 130 on Ctrl-C."""
+    debug = "--debug" in sys.argv
+    try:
+        rc = app(standalone_mode=False)
+    except EffsearchError as exc:
+        if debug:
+            traceback.print_exc()
+            if getattr(exc, "detail", ""):
+                print(exc.detail, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted; finished trials are kept, rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.BadParameter, typer.Abort) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,79 @@
+"""The typer app, its consoles and the options shared by commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from effsearch.errors import StudyError
+
+__all__ = ["app", "out", "err", "is_debug", "StudyOpt", "StorageOpt", "load_study", "print_failures"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Find the efficient versions of a PyTorch model: search training, pruning, precision and device count.",
+    pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+_state = {"debug": False}
+
+log = logging.getLogger("effsearch")
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False) -> None:
+    _state["debug"] = debug
+    logging.getLogger("effsearch").setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=debug, show_time=debug, markup=False)],
+        force=True,
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if debug else optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+StudyOpt = Annotated[str | None, typer.Option("--study", help="Study name (default: the only study in the storage).")]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="Storage URL (default: sqlite:///studies/effsearch.db; postgresql://... to share).")
+]
+
+
+def load_study(study: str | None, storage: str | None):
+    import optuna
+
+    from effsearch.storage import open_storage, pick_study_name, resolve_url
+
+    url = resolve_url(storage)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise StudyError(f"no study storage at {url.removeprefix('sqlite:///')}; run `effsearch tune FILE` first")
+    st = open_storage(url, heartbeat_interval=None, grace_period=None)
+    name = pick_study_name(st, study, url)
+    return optuna.load_study(study_name=name, storage=st), url
+
+
+
+
+def print_failures(study) -> None:
+    from effsearch.report.front import failures
+    from effsearch.report.table import failures_table
+
+    failed = failures(study)
+    if failed:
+        out.print(failures_table(failed))
+
+
+def is_debug() -> bool:
+    return _state["debug"]

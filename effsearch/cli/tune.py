@@ -1,0 +1,105 @@
+"""`effsearch tune`: run or resume a study and print its front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from effsearch.cli.app import StorageOpt, app, err, is_debug, log, out, print_failures
+
+DEFAULT_TRIALS = 20
+
+
+@app.command()
+def tune(
+    file: Annotated[Path, typer.Argument(help="Your model file; it calls effsearch.register(...).")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="The study's total number of training runs.")] = DEFAULT_TRIALS,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Start no new run after this many seconds.")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name (default: the registered name).")] = None,
+    storage: StorageOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampler and of training.")] = 0,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Override the registered epochs.")] = None,
+    space: Annotated[Path | None, typer.Option("--space", help="TOML file overriding search dimensions.")] = None,
+    objectives: Annotated[str | None, typer.Option("--objectives", help="Comma-separated objective keys.")] = None,
+    max_world_size: Annotated[int | None, typer.Option("--max-world-size", min=1, help="Cap on DDP ranks.")] = None,
+    energy_meter: Annotated[str | None, typer.Option("--energy-meter", help="Force an energy meter (see `effsearch plugins`).")] = None,
+    trial_timeout: Annotated[float | None, typer.Option("--trial-timeout", min=1, help="Fail a training run after this many seconds.")] = None,
+    latency_threads: Annotated[int, typer.Option("--latency-threads", min=1, help="onnxruntime threads when timing.")] = 1,
+) -> None:
+    """Run (or resume) a study on FILE and print its Pareto front."""
+    from effsearch.objectives import parse_objectives
+    from effsearch.report.front import front_rows, knee, study_info
+    from effsearch.report.table import front_table
+    from effsearch.space import load_space
+    from effsearch.storage import redact, resolve_url
+    from effsearch.study import TuneSettings, Tuner
+    from effsearch.train.pool import hardware_world_sizes
+    from effsearch.userfile import load_user_file, probe
+
+    uf = load_user_file(file)
+    info, datasets = probe(uf)
+    device, hw = hardware_world_sizes()
+    cap = hw
+    if max_world_size is not None:
+        if max_world_size > hw:
+            log.warning("--max-world-size %d is above what this machine offers (%d %s); using %d", max_world_size, hw, "GPUs" if device == "cuda" else "usable cores", hw)
+        cap = min(hw, max_world_size)
+    search = load_space(space, cap).clamp_world_size(cap)
+    keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
+    url = resolve_url(storage)
+    settings = TuneSettings(
+        study_name=study or uf.name,
+        storage_url=url,
+        trials=trials,
+        space=search,
+        objectives=keys,
+        directions=directions,
+        epochs=epochs or uf.registration.epochs,
+        seed=seed,
+        timeout_s=timeout,
+        trial_timeout_s=trial_timeout,
+        energy_meter=energy_meter,
+        latency_threads=latency_threads,
+    )
+    err.print(f"study [bold]{settings.study_name}[/] in {redact(url)}: {trials} training runs, objectives {', '.join(keys)}")
+    with Progress(
+        TextColumn("[bold]run[/] {task.completed:.0f}/{task.total:.0f}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TextColumn("front {task.fields[front]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and not is_debug(),
+    ) as progress:
+        task = progress.add_task("tune", total=trials, stage="starting", front=0)
+
+        def on_stage(run: int, stage: str, front: int) -> None:
+            fields = {"stage": stage}
+            if front >= 0:
+                fields["front"] = front
+            progress.update(task, completed=min(run, trials), **fields)
+
+        tuner = Tuner(uf, info, settings, on_stage)
+        summary = tuner.run(datasets)
+        progress.update(task, completed=min(summary.runs_done, trials), stage="done", front=tuner.front_size())
+    rows = front_rows(summary.study)
+    k = knee(summary.study, rows)
+    out.print(front_table(study_info(summary.study), rows, k.trial if k else None))
+    print_failures(summary.study)
+    if summary.runs_here and summary.completed_here == 0 and not rows:
+        raise typer.Exit(1)
+
+
+def print_failures(study) -> None:
+    from effsearch.report.front import failures
+    from effsearch.report.table import failures_table
+
+    failed = failures(study)
+    if failed:
+        out.print(failures_table(failed))
+
+

@@ -1,0 +1,1 @@
+"""Model compression: structured pruning (torch-pruning) and ONNX precisions (onnxruntime)."""

@@ -1,0 +1,1 @@
+"""Measurements: the user's metric on onnxruntime, FLOPs, latency and energy."""

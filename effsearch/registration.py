@@ -1,0 +1,71 @@
+"""The one call a user file makes: effsearch.register(...)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from effsearch.errors import UserFileError
+
+__all__ = ["Registration", "register"]
+
+_pending: list[Registration] = []
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a user file registered: factories and how to judge the model."""
+
+    model: Callable[[], Any]
+    data: Callable[[], tuple[Any, Any]]
+    name: str | None = None
+    loss: Callable[[Any, Any], Any] | None = None
+    metric: Callable[[Any, Any], float] | None = None
+    metric_direction: str = "maximize"
+    epochs: int = 3
+
+    @property
+    def metric_key(self) -> str:
+        """The metric's name in trials and JSON: `accuracy` by default, else the callable's name."""
+        if self.metric is None:
+            return "accuracy"
+        name = getattr(self.metric, "__name__", "metric")
+        return "metric" if name == "<lambda>" else name
+
+
+def register(
+    model: Callable[[], Any],
+    data: Callable[[], tuple[Any, Any]],
+    name: str | None = None,
+    loss: Callable[[Any, Any], Any] | None = None,
+    metric: Callable[[Any, Any], float] | None = None,
+    metric_direction: str = "maximize",
+    epochs: int = 3,
+) -> Registration:
+    """Register a model factory and a data factory for `effsearch tune`.
+
+    model: () -> torch.nn.Module. data: () -> (train_dataset, validation_dataset).
+    """
+    if not callable(model):
+        raise UserFileError(f"register(model=...) must be a callable returning a torch.nn.Module, got {type(model).__name__}")
+    if not callable(data):
+        raise UserFileError(f"register(data=...) must be a callable returning (train, validation) datasets, got {type(data).__name__}")
+    if metric_direction not in ("maximize", "minimize"):
+        raise UserFileError(f"register(metric_direction={metric_direction!r}) must be 'maximize' or 'minimize'")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise UserFileError(f"register(epochs={epochs!r}) must be a whole number of at least 1")
+    if loss is not None and not callable(loss):
+        raise UserFileError(f"register(loss=...) must be a callable (outputs, targets) -> scalar tensor, got {type(loss).__name__}")
+    if metric is not None and not callable(metric):
+        raise UserFileError(f"register(metric=...) must be a callable (outputs, targets) -> float, got {type(metric).__name__}")
+    reg = Registration(model, data, name, loss, metric, metric_direction, epochs)
+    _pending.append(reg)
+    return reg
+
+
+def _take_pending() -> list[Registration]:
+    """Registrations made since the last call (used by the user-file loader)."""
+    out = list(_pending)
+    _pending.clear()
+    return out

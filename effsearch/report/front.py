@@ -1,0 +1,117 @@
+"""The Pareto front and everything derived from it, as plain data read from storage only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from effsearch.space import CORE_PARAMS
+
+__all__ = ["StudyInfo", "FrontRow", "study_info", "front_rows", "knee", "failures", "baseline", "row_json"]
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """What the study recorded about itself."""
+
+    name: str
+    metric_key: str
+    metric_direction: str
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    energy_source: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FrontRow:
+    trial: int
+    run: int
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    onnx: str | None
+    baseline: bool
+
+    @property
+    def precision(self) -> str:
+        return str(self.params.get("precision", "?"))
+
+
+def study_info(study: optuna.Study) -> StudyInfo:
+    meta = dict(study.user_attrs.get("effsearch", {}))
+    objectives = tuple(study.metric_names or meta.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))])
+    return StudyInfo(
+        name=study.study_name,
+        metric_key=meta.get("metric_key", objectives[0]),
+        metric_direction=meta.get("metric_direction", "maximize"),
+        objectives=objectives,
+        directions=tuple(d.name.lower() for d in study.directions),
+        energy_source=meta.get("energy_source", "estimate"),
+        meta=meta,
+    )
+
+
+def _row(t: FrozenTrial) -> FrontRow:
+    params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
+    return FrontRow(
+        trial=t.number,
+        run=int(t.user_attrs.get("run", 0)),
+        params=params,
+        metrics=dict(t.user_attrs.get("metrics", {})),
+        onnx=t.user_attrs.get("onnx"),
+        baseline=bool(t.user_attrs.get("baseline")),
+    )
+
+
+def front_rows(study: optuna.Study) -> list[FrontRow]:
+    """The Pareto-optimal complete trials, best metric first."""
+    info = study_info(study)
+    try:
+        best = study.best_trials
+    except (ValueError, RuntimeError):
+        best = []
+    rows = [_row(t) for t in best]
+    sign = -1.0 if info.metric_direction == "maximize" else 1.0
+    return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
+
+
+def baseline(study: optuna.Study) -> FrontRow | None:
+    """The dense fp32 baseline trial (the first run of the study), if it completed."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("baseline"):
+            return _row(t)
+    return None
+
+
+def failures(study: optuna.Study) -> list[tuple[int, int, dict[str, Any], str]]:
+    """(trial, run, params, reason) for every failed trial."""
+    return [
+        (t.number, int(t.user_attrs.get("run", 0)), dict(t.params), str(t.user_attrs.get("fail_reason", "unknown")))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    ]
+
+
+def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | None:
+    """The front trial nearest the utopia point, in objective space normalised to [0, 1]."""
+    rows = front_rows(study) if rows is None else rows
+    if not rows:
+        return None
+    info = study_info(study)
+    values = np.array([[float(r.metrics[k]) for k in info.objectives] for r in rows], dtype=float)
+    # Turn every objective into "smaller is better", then scale each to [0, 1] over the front.
+    for j, d in enumerate(info.directions):
+        if d == "maximize":
+            values[:, j] = -values[:, j]
+    lo, hi = values.min(axis=0), values.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    norm = (values - lo) / span
+    return rows[int(np.argmin(np.linalg.norm(norm, axis=1)))]
+
+
+def row_json(row: FrontRow) -> dict[str, Any]:
+    """One element of `effsearch pareto --json` (PRODUCT.md)."""
+    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": row.metrics, "onnx": row.onnx}

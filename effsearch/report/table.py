@@ -1,0 +1,72 @@
+"""Rich tables of the front and of the failures (the CLI prints them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from effsearch.report.front import FrontRow, StudyInfo
+
+__all__ = ["front_table", "failures_table", "fmt_metric"]
+
+
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1e5 or abs(v) < 1e-3:
+            return f"{v:.{digits}g}"
+        return f"{v:.{digits}g}" if abs(v) < 1 else f"{v:,.{max(0, digits - len(str(int(abs(v)))))}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def _si(v: Any, unit: str) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    for factor, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= factor:
+            return f"{v / factor:.2f} {prefix}{unit}"
+    return f"{v:.0f} {unit}"
+
+
+def fmt_metric(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.4f}"
+
+
+def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = None) -> Table:
+    estimate = info.energy_source == "estimate"
+    energy = "energy J (estimate)" if estimate else f"energy J ({info.energy_source})"
+    table = Table(title=f"Pareto front of {info.name}: {len(rows)} trial(s)", title_justify="left")
+    for col, justify in (
+        ("trial", "right"), ("run", "right"), ("precision", "left"), ("prune", "right"), ("batch", "right"),
+        ("lr", "right"), ("schedule", "left"), ("clip", "right"), ("ranks", "right"), (info.metric_key, "right"),
+        ("latency ms", "right"), ("FLOPs", "right"), ("params", "right"), ("size", "right"), (energy, "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        p, m = r.params, r.metrics
+        mark = " (baseline)" if r.baseline else (" (knee)" if r.trial == knee_trial else "")
+        table.add_row(
+            f"{r.trial}{mark}", str(r.run), r.precision, f"{float(p.get('prune_ratio', 0)):.2f}", str(p.get("batch_size")),
+            f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),
+            fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _si(m.get("flops"), "FLOP"),
+            _si(m.get("param_count"), ""), _si(m.get("size_bytes"), "B"), f"{float(m.get('energy_j', 0)):.2f}",
+        )
+    return table
+
+
+def failures_table(failed: list[tuple[int, int, dict[str, Any], str]]) -> Table:
+    table = Table(title=f"Failed trials: {len(failed)}", title_justify="left")
+    table.add_column("trial", justify="right")
+    table.add_column("run", justify="right")
+    table.add_column("precision")
+    table.add_column("reason", overflow="fold")
+    for number, run, params, reason in failed:
+        table.add_row(str(number), str(run), str(params.get("precision", "-")), reason)
+    return table

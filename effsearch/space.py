@@ -1,0 +1,262 @@
+"""The search dimensions, their defaults, TOML overrides, and a trial's frozen configuration."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from effsearch.errors import SpaceError
+
+__all__ = [
+    "Dimension",
+    "SearchSpace",
+    "TrainConfig",
+    "PRECISIONS",
+    "SCHEDULES",
+    "OPTIMIZERS",
+    "IMPORTANCES",
+    "PRUNE_WHEN",
+    "CORE_PARAMS",
+    "default_space",
+    "load_space",
+]
+
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+OPTIMIZERS = ("adamw", "sgd")
+IMPORTANCES = ("l2", "l1", "bn_scale", "random")
+PRUNE_WHEN = ("start", "finetune")
+# The dimensions every trial records in its params (PRODUCT.md's JSON), searched or fixed.
+CORE_PARAMS = ("batch_size", "lr", "lr_schedule", "clip_norm", "prune_ratio", "precision", "world_size")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One search dimension: a set of choices or a numeric range, and the baseline's value."""
+
+    name: str
+    default: Any
+    choices: tuple[Any, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    integer: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        if self.choices is not None:
+            return len(self.choices) == 1
+        return self.low == self.high
+
+    def distribution(self) -> BaseDistribution:
+        if self.choices is not None:
+            return CategoricalDistribution(self.choices)
+        if self.integer:
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        if self.choices is not None:
+            return trial.suggest_categorical(self.name, self.choices)
+        if self.integer:
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log, step=self.step)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs to know, fixed before it starts."""
+
+    batch_size: int
+    lr: float
+    lr_schedule: str
+    clip_norm: float
+    prune_ratio: float
+    world_size: int
+    epochs: int
+    seed: int
+    optimizer: str = "adamw"
+    warmup_frac: float = 0.05
+    prune_importance: str = "l2"
+    prune_when: str = "start"
+    finetune_frac: float = 0.34
+
+
+_ALLOWED = {
+    "lr_schedule": SCHEDULES,
+    "precision": PRECISIONS,
+    "optimizer": OPTIMIZERS,
+    "prune_importance": IMPORTANCES,
+    "prune_when": PRUNE_WHEN,
+}
+
+
+def _defaults(max_world_size: int) -> dict[str, Dimension]:
+    dims = [
+        Dimension("batch_size", 64, choices=(16, 32, 64, 128)),
+        Dimension("lr", 3e-3, low=3e-4, high=3e-2, log=True),
+        Dimension("lr_schedule", "cosine", choices=SCHEDULES),
+        Dimension("clip_norm", 0.0, choices=(0.0, 1.0, 5.0)),
+        Dimension("prune_ratio", 0.0, low=0.0, high=0.75, step=0.05),
+        Dimension("precision", "fp32", choices=PRECISIONS),
+        Dimension("world_size", 1, low=1, high=max_world_size, integer=True),
+        Dimension("optimizer", "adamw", choices=("adamw",)),
+        Dimension("warmup_frac", 0.05, low=0.05, high=0.05),
+        Dimension("prune_importance", "l2", choices=("l2",)),
+        Dimension("prune_when", "start", choices=("start",)),
+    ]
+    return {d.name: d for d in dims}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """All dimensions of a study, by name."""
+
+    dims: dict[str, Dimension] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Dimension:
+        return self.dims[name]
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        d = self.dims["precision"]
+        return tuple(d.choices) if d.choices is not None else (d.default,)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Suggest the core dimensions always (so every trial records them) and the others when searched."""
+        params = {}
+        for name, dim in self.dims.items():
+            if name in CORE_PARAMS or not dim.fixed:
+                params[name] = dim.suggest(trial)
+            else:
+                params[name] = dim.default
+        return params
+
+    def baseline(self) -> dict[str, Any]:
+        """The dense fp32 baseline: every dimension at its default, no pruning."""
+        base = {name: dim.default for name, dim in self.dims.items()}
+        base["prune_ratio"] = 0.0
+        base["precision"] = "fp32" if "fp32" in self.precisions else self.precisions[0]
+        return base
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {name: dim.distribution() for name, dim in self.dims.items() if name in CORE_PARAMS or not dim.fixed}
+
+    def clamp_world_size(self, max_world_size: int) -> SearchSpace:
+        d = self.dims["world_size"]
+        high = min(int(d.high), max_world_size)
+        low = min(int(d.low), high)
+        new = replace(d, low=low, high=high, default=min(int(d.default), high))
+        return SearchSpace({**self.dims, "world_size": new})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, d in self.dims.items():
+            entry: dict[str, Any] = {"default": d.default}
+            if d.choices is not None:
+                entry["choices"] = list(d.choices)
+            else:
+                entry.update(low=d.low, high=d.high, log=d.log, step=d.step)
+            out[name] = entry
+        return out
+
+
+def default_space(max_world_size: int = 1) -> SearchSpace:
+    return SearchSpace(_defaults(max_world_size))
+
+
+def _override(base: Dimension, spec: Any, where: str) -> Dimension:
+    if not isinstance(spec, dict):
+        # A bare value fixes the dimension.
+        spec = {"value": spec}
+    unknown = set(spec) - {"value", "choices", "low", "high", "log", "step", "default"}
+    if unknown:
+        raise SpaceError(f"{where}: unknown key(s) {sorted(unknown)}; use value, choices, low/high/log/step, default")
+    if "value" in spec:
+        v = spec["value"]
+        if base.choices is not None or isinstance(v, str):
+            new = replace(base, choices=(v,), low=None, high=None, default=v)
+        else:
+            new = replace(base, low=v, high=v, default=v, step=None, log=False)
+    elif "choices" in spec:
+        choices = tuple(spec["choices"])
+        if not choices:
+            raise SpaceError(f"{where}: choices is empty; give at least one value")
+        default = spec.get("default", base.default if base.default in choices else choices[0])
+        new = replace(base, choices=choices, low=None, high=None, default=default)
+    elif "low" in spec or "high" in spec:
+        if base.choices is not None and isinstance(base.default, str):
+            raise SpaceError(f"{where}: takes choices, not a range")
+        low = spec.get("low", base.low if base.low is not None else base.default)
+        high = spec.get("high", base.high if base.high is not None else base.default)
+        new = replace(
+            base,
+            choices=None,
+            low=low,
+            high=high,
+            log=bool(spec.get("log", base.log if base.choices is None else False)),
+            step=spec.get("step", base.step if base.choices is None else None),
+            default=spec.get("default", base.default),
+        )
+    else:
+        new = replace(base, default=spec["default"])
+    _check(new, where)
+    return new
+
+
+def _check(d: Dimension, where: str) -> None:
+    allowed = _ALLOWED.get(d.name)
+    values = d.choices if d.choices is not None else ()
+    if allowed is not None:
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise SpaceError(f"{where}: {bad} not among {list(allowed)}")
+    if d.choices is None:
+        if d.low is None or d.high is None or d.low > d.high:
+            raise SpaceError(f"{where}: needs low <= high, got low={d.low} high={d.high}")
+        if d.log and d.low <= 0:
+            raise SpaceError(f"{where}: a log range needs low > 0, got {d.low}")
+        if not (d.low <= d.default <= d.high):
+            raise SpaceError(f"{where}: default {d.default} lies outside [{d.low}, {d.high}]")
+    elif d.default not in d.choices:
+        raise SpaceError(f"{where}: default {d.default!r} is not among the choices {list(d.choices)}")
+    numeric_low = {"batch_size": 1, "world_size": 1, "lr": 0.0, "clip_norm": 0.0, "prune_ratio": 0.0}
+    if d.name in numeric_low:
+        values = list(d.choices) if d.choices is not None else [d.low, d.high]
+        for v in values:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < numeric_low[d.name]:
+                raise SpaceError(f"{where}: {v!r} is not a valid {d.name}")
+    if d.name == "prune_ratio":
+        values = list(d.choices) if d.choices is not None else [d.low, d.high]
+        if any(v >= 1.0 for v in values):
+            raise SpaceError(f"{where}: prune ratios must be below 1.0")
+
+
+def load_space(path: str | Path | None, max_world_size: int = 1) -> SearchSpace:
+    """The default space, with the TOML file's tables overriding single dimensions.
+
+    A table per dimension: `[lr] low = 1e-4  high = 1e-2  log = true`, `[precision] choices = ["fp32", "int8_static"]`,
+    or a bare `prune_ratio = 0.0` to fix one.
+    """
+    dims = _defaults(max_world_size)
+    if path is None:
+        return SearchSpace(dims)
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise SpaceError(f"{path}: no such space file") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceError(f"{path}: not valid TOML: {exc}") from exc
+    for name, spec in data.items():
+        if name not in dims:
+            raise SpaceError(f"{path}: unknown dimension {name!r}; known: {', '.join(dims)}")
+        dims[name] = _override(dims[name], spec, f"{path}: [{name}]")
+    return SearchSpace(dims)

@@ -1,0 +1,86 @@
+"""Where studies live: URLs, redaction, Optuna RDB storage, and finding a study by name."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+
+from effsearch.errors import StudyError
+
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "study_names", "pick_study_name", "artifacts_root"]
+
+DEFAULT_STORAGE = "sqlite:///studies/effsearch.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """The storage URL to use: the default SQLite file under the working directory, made absolute.
+
+    A plain `postgresql://` URL gets the psycopg 3 driver.
+    """
+    url = url or DEFAULT_STORAGE
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        path = Path(url.removeprefix("sqlite:///")).resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if url.startswith("sqlite:////"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return url
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise StudyError("a postgresql:// storage needs psycopg 3: pip install 'effsearch[postgres]'") from exc
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def artifacts_root(url: str) -> Path:
+    """Trial artifacts go beside a SQLite file's `studies/` folder, else under ./studies."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).parent
+    return Path("studies").resolve()
+
+
+def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: int | None = 30) -> optuna.storages.BaseStorage:
+    """Optuna's RDB storage with heartbeats, so a killed worker's trial does not stay RUNNING."""
+    kwargs = {}
+    if url.startswith("sqlite"):
+        # Wait for a lock instead of failing with "database is locked" when two processes write.
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+        )
+    except Exception as exc:
+        raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return sorted(s.study_name for s in storage.get_all_studies())
+
+
+def pick_study_name(storage: optuna.storages.BaseStorage, name: str | None, url: str) -> str:
+    """`name` if it exists; with no name, the only study in the storage; else a clear error listing them."""
+    names = study_names(storage)
+    if name is not None:
+        if name not in names:
+            listed = ", ".join(names) or "none"
+            raise StudyError(f"no study {name!r} in {redact(url)}; studies there: {listed}")
+        return name
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise StudyError(f"no study in {redact(url)}; run `effsearch tune FILE` first")
+    raise StudyError(f"{redact(url)} holds {len(names)} studies ({', '.join(names)}); choose one with --study NAME")

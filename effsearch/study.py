@@ -1,0 +1,360 @@
+"""Create or resume the Optuna study, and run training runs until the study's total is reached."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import platform
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from effsearch.errors import StudyError, TrialError
+from effsearch.pipeline import Measurer, RunResult, run_training
+from effsearch.plugins import choose_energy_meter, choose_latency_target
+from effsearch.space import CORE_PARAMS, SearchSpace, TrainConfig
+from effsearch.storage import artifacts_root, open_storage, redact
+from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
+from effsearch.userfile import Probe, UserFile
+
+__all__ = ["TuneSettings", "TuneSummary", "Tuner", "environment", "runs_counted", "cpu_name"]
+
+log = logging.getLogger(__name__)
+
+# Heartbeats and metric names are stable enough for us; Optuna marks them experimental.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+# Reasons after which a run does not count toward the study's total: it is run again.
+_NOT_COUNTED = ("interrupted", "worker lost")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    study_name: str
+    storage_url: str
+    trials: int
+    space: SearchSpace
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    epochs: int
+    seed: int = 0
+    timeout_s: float | None = None
+    trial_timeout_s: float | None = None
+    collective_timeout_s: float = 60.0
+    energy_meter: str | None = None
+    latency_threads: int = 1
+    latency_repeats: int = 300
+    artifacts: Path | None = None
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    study: optuna.Study
+    runs_done: int
+    runs_here: int
+    failed_here: int
+    completed_here: int
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def environment(latency_threads: int) -> dict[str, Any]:
+    """Host, CPU, thread settings and library versions, recorded on the study."""
+    import torch
+
+    libs = ("effsearch", "torch", "optuna", "onnx", "onnxruntime", "torch-pruning", "fvcore", "numpy")
+    return {
+        "host": socket.gethostname(),
+        "user": getpass.getuser(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cores_usable": available_cores(),
+        "torch_threads": torch.get_num_threads(),
+        "latency_threads": latency_threads,
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "versions": {name: _version(name) for name in libs},
+    }
+
+
+def _leads(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("lead")]
+
+
+def runs_counted(study: optuna.Study) -> int:
+    """Training runs that count toward the total: finished ones, and running ones (other workers)."""
+    n = 0
+    for t in _leads(study):
+        if t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith(_NOT_COUNTED):
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
+            n += 1
+    return n
+
+
+def _check_directions(study: optuna.Study, settings: TuneSettings) -> None:
+    stored = tuple(d.name.lower() for d in study.directions)
+    names = tuple(study.metric_names or ())
+    if stored != settings.directions or (names and names != settings.objectives):
+        have = ", ".join(f"{n}:{d}" for n, d in zip(names or ("?",) * len(stored), stored))
+        want = ", ".join(f"{n}:{d}" for n, d in zip(settings.objectives, settings.directions))
+        raise StudyError(
+            f"study {settings.study_name!r} was created with objectives {have}, not {want}; "
+            "rerun with the same --objectives or choose another --study"
+        )
+
+
+class Tuner:
+    """Runs the study: one Optuna trial per training run, plus one trial per extra precision."""
+
+    def __init__(self, uf: UserFile, probe: Probe, settings: TuneSettings, on_stage: Callable[[int, str, int], None] | None = None) -> None:
+        self.uf = uf
+        self.probe = probe
+        self.s = settings
+        self.on_stage = on_stage or (lambda run, stage, front: None)
+        self.storage = open_storage(settings.storage_url)
+        self.artifacts = (settings.artifacts or artifacts_root(settings.storage_url)) / settings.study_name
+        self.device, self.hw_ranks = hardware_world_sizes()
+        self.meter_cls = choose_energy_meter(settings.energy_meter)
+        self.target = choose_latency_target()()
+        self.study = self._open_study()
+        self._structural: dict[str, str] = dict(self.study.user_attrs.get("structural_failures", {}))
+
+    def _open_study(self) -> optuna.Study:
+        s = self.s
+        sampler = optuna.samplers.TPESampler(
+            seed=s.seed,
+            multivariate=True,
+            n_startup_trials=8,
+        )
+        try:
+            study = optuna.create_study(
+                study_name=s.study_name,
+                storage=self.storage,
+                directions=list(s.directions),
+                sampler=sampler,
+                load_if_exists=True,
+            )
+        except Exception as exc:
+            raise StudyError(f"cannot create study {s.study_name!r} in {redact(s.storage_url)}: {exc}") from exc
+        _check_directions(study, s)
+        if not study.metric_names:
+            study.set_metric_names(list(s.objectives))
+        if "effsearch" not in study.user_attrs:
+            study.set_user_attr("effsearch", {
+                "user_file": str(self.uf.path),
+                "user_file_sha256": self.uf.sha256,
+                "metric_key": self.uf.metric_key,
+                "metric_direction": self.uf.registration.metric_direction,
+                "objectives": list(s.objectives),
+                "space": s.space.to_dict(),
+                "epochs": s.epochs,
+                "storage": redact(s.storage_url),
+                "artifacts": str(self.artifacts),
+                "input_shape": list(self.probe.input_shape),
+                "input_dtype": self.probe.input_dtype,
+                "energy_source": "estimate" if not self.meter_cls.measured else self.meter_cls.name,
+                "energy_meter": self.meter_cls.name,
+                "latency_target": self.target.name,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "environment": environment(s.latency_threads),
+            })
+            # The first run of a new study is the dense fp32 baseline with default training parameters.
+            study.enqueue_trial(s.space.baseline(), user_attrs={"baseline": True})
+        else:
+            recorded = study.user_attrs["effsearch"]
+            if recorded.get("user_file_sha256") != self.uf.sha256:
+                log.warning("%s changed since the study was created; trials before and after may differ", self.uf.path.name)
+        return study
+
+    # -- one training run -------------------------------------------------------------------
+
+    def _config(self, params: dict[str, Any]) -> TrainConfig:
+        world = int(params["world_size"])
+        batch = int(params["batch_size"])
+        batch = max(world, (batch // world) * world)  # global batch, a multiple of the world size
+        return TrainConfig(
+            batch_size=batch,
+            lr=float(params["lr"]),
+            lr_schedule=str(params["lr_schedule"]),
+            clip_norm=float(params["clip_norm"]),
+            prune_ratio=float(params["prune_ratio"]),
+            world_size=world,
+            epochs=self.s.epochs,
+            seed=self.s.seed,
+            optimizer=str(params["optimizer"]),
+            warmup_frac=float(params["warmup_frac"]),
+            prune_importance=str(params["prune_importance"]),
+            prune_when=str(params["prune_when"]),
+        )
+
+    def _values(self, metrics: dict[str, Any]) -> list[float]:
+        try:
+            return [float(metrics[k]) for k in self.s.objectives]
+        except KeyError as exc:
+            raise TrialError(f"objective {exc.args[0]!r} was not measured") from exc
+
+    def _trial_dir(self, number: int) -> Path:
+        return self.artifacts / f"trial-{number}"
+
+    def _record_sibling(self, lead: optuna.Trial, params: dict[str, Any], result, run: int) -> None:
+        """Record one extra precision of the lead's trained model as its own trial."""
+        storage = self.study._storage
+        trial_id = storage.create_new_trial(self.study._study_id)
+        trial = optuna.Trial(self.study, trial_id)
+        dists = self.s.space.distributions()
+        for name in dists:
+            value = result.precision if name == "precision" else params[name]
+            storage.set_trial_param(trial_id, name, dists[name].to_internal_repr(value), dists[name])
+        attrs = {"run": run, "run_trial": lead.number, "lead": False, "config": asdict(self._config(params))}
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        if result.error:
+            trial.set_user_attr("fail_reason", result.error)
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        try:
+            values = self._finish(trial, result)
+        except TrialError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            self.study.tell(trial, state=TrialState.FAIL)
+            return
+        self.study.tell(trial, values)
+
+    def _finish(self, trial: optuna.Trial, result) -> list[float]:
+        """Move the precision's artifact into the trial's folder, store the metrics, tell the values."""
+        dst_dir = self._trial_dir(trial.number)
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        dst = dst_dir / "model.onnx"
+        if result.onnx.resolve() != dst.resolve():
+            shutil.copyfile(result.onnx, dst)
+        metrics = {**result.metrics, "size_bytes": dst.stat().st_size}
+        trial.set_user_attr("metrics", metrics)
+        trial.set_user_attr("onnx", str(dst.resolve()))
+        return self._values(metrics)
+
+    def _objective(self, trial: optuna.Trial) -> list[float]:
+        params = self.s.space.suggest(trial)
+        trial.set_user_attr("lead", True)
+        run = runs_counted(self.study)  # this run included: runs count from 1
+        trial.set_user_attr("run", run)
+        trial.set_user_attr("run_trial", trial.number)
+        config = self._config(params)
+        trial.set_user_attr("config", asdict(config))
+        self.on_stage(run, "starting", self.front_size())
+        try:
+            result = self._train(trial, config)
+        except TrialError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            if exc.detail:
+                trial.set_user_attr("fail_detail", exc.detail[-4000:])
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted")
+            raise
+        trial.set_user_attr("timing", result.timing)
+        trial.set_user_attr("prune_achieved", result.lead.prune.achieved if result.lead.prune else 0.0)
+        trial.set_user_attr("flops_skipped_ops", result.lead.flops.skipped_ops if result.lead.flops else {})
+        lead_result = None
+        for pr in result.precisions:
+            if pr.error and pr.structural and pr.precision not in self._structural:
+                self._structural[pr.precision] = pr.error
+                self.study.set_user_attr("structural_failures", self._structural)
+            if pr.precision == params["precision"]:
+                lead_result = pr
+            else:
+                self._record_sibling(trial, params, pr, run)
+        self.on_stage(run, "recorded", self.front_size())
+        if lead_result is None or lead_result.error:
+            reason = lead_result.error if lead_result else f"precision {params['precision']} was not made"
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialError(reason)
+        return self._finish(trial, lead_result)
+
+    def _train(self, trial: optuna.Trial, config: TrainConfig) -> RunResult:
+        cores = available_cores()
+        threads = max(1, cores // config.world_size) if self.device == "cpu" else 1
+        # A precision that failed for structural reasons is not tried again, except where sampled.
+        precisions = tuple(
+            p for p in self.s.space.precisions if p not in self._structural or p == trial.params.get("precision")
+        )
+        return run_training(
+            self.pool,
+            self.measurer,
+            config,
+            precisions,
+            self._trial_dir(trial.number),
+            device=self.device,
+            threads_per_rank=threads,
+            collective_timeout_s=self.s.collective_timeout_s,
+            timeout_s=self.s.trial_timeout_s,
+            stage=lambda st: self.on_stage(trial.user_attrs.get("run", 0), st, -1),
+        )
+
+    def front_size(self) -> int:
+        try:
+            return len(self.study.best_trials)
+        except Exception:
+            return 0
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, datasets: tuple[Any, Any]) -> TuneSummary:
+        s = self.s
+        self.measurer = Measurer(
+            self.uf, datasets, self.meter_cls, self.target.providers(), s.latency_threads, repeats=s.latency_repeats
+        )
+        start = time.monotonic()
+        here = failed = completed = 0
+        self.run_walls: list[float] = []
+        with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
+            self.pool = pool
+            while True:
+                done = runs_counted(self.study)
+                if done >= s.trials:
+                    break
+                if s.timeout_s is not None and time.monotonic() - start >= s.timeout_s:
+                    log.info("timeout of %g s reached; stopping before run %d", s.timeout_s, done + 1)
+                    break
+                self.on_stage(done, "starting", self.front_size())
+                before = len(self.study.get_trials(deepcopy=False))
+                t0 = time.perf_counter()
+                self.study.optimize(self._objective, n_trials=1, catch=(TrialError,), gc_after_trial=False)
+                self.run_walls.append(time.perf_counter() - t0)
+                here += 1
+                trials = self.study.get_trials(deepcopy=False)
+                mine = [t for t in trials if t.number >= before and t.user_attrs.get("lead")]
+                for t in mine:
+                    if t.state == TrialState.FAIL:
+                        failed += 1
+                        log.warning("run %s failed: %s", t.user_attrs.get("run"), t.user_attrs.get("fail_reason", "?"))
+                    elif t.state == TrialState.COMPLETE:
+                        completed += 1
+            self.pool_stats = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
+        return TuneSummary(self.study, runs_counted(self.study), here, failed, completed)

@@ -1,0 +1,1 @@
+"""Training under DistributedDataParallel: the training function, schedules and the worker pool."""

@@ -1,0 +1,180 @@
+"""A pool of long-lived rank processes, forked from a server with torch preloaded, serving run after run."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from effsearch.errors import TrialError, UserFileError
+from effsearch.train.loop import RankResult, RunSpec
+
+__all__ = ["WorkerPool", "available_cores", "hardware_world_sizes"]
+
+log = logging.getLogger(__name__)
+
+
+def available_cores() -> int:
+    """Cores this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def hardware_world_sizes() -> tuple[str, int]:
+    """("cuda", GPU count) where CUDA devices exist, else ("cpu", usable cores)."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return "cuda", torch.cuda.device_count()
+    return "cpu", available_cores()
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+
+
+class WorkerPool:
+    """Rank processes for one user file. A worker that dies or whose run fails is replaced, never reused."""
+
+    def __init__(self, user_file: Path, collective_timeout_s: float = 60.0, start_timeout_s: float = 300.0) -> None:
+        self._user_file = str(user_file)
+        self._timeout = collective_timeout_s
+        self._start_timeout = start_timeout_s
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["effsearch.train.worker"])
+        self._store = dist.TCPStore(
+            "127.0.0.1", 0, None, True, timeout=timedelta(seconds=collective_timeout_s), wait_for_workers=False
+        )
+        self._workers: dict[int, _Worker] = {}
+        self.starts = 0
+        self.start_seconds: list[float] = []
+
+    def _spawn(self, slot: int) -> _Worker:
+        from effsearch.train.worker import worker_main
+
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=worker_main,
+            args=(slot, child, self._user_file, os.getpid(), self._store.port, self._timeout),
+            name=f"effsearch-rank-{slot}",
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        self.starts += 1
+        return _Worker(proc, parent)
+
+    def ensure(self, n: int) -> None:
+        """Have n live, ready workers (slots 0..n-1), starting the missing ones in parallel."""
+        t0 = time.perf_counter()
+        fresh = {}
+        for slot in range(n):
+            w = self._workers.get(slot)
+            if w is None or not w.process.is_alive():
+                fresh[slot] = self._workers[slot] = self._spawn(slot)
+        for slot, w in fresh.items():
+            remaining = self._start_timeout - (time.perf_counter() - t0)
+            if not w.conn.poll(max(0.0, remaining)):
+                self._discard(slot)
+                raise TrialError(f"rank process {slot} did not start within {self._start_timeout:.0f} s")
+            try:
+                kind, payload = w.conn.recv()
+            except EOFError:
+                code = w.process.exitcode
+                self._discard(slot)
+                raise TrialError(f"rank process {slot} died while starting (exit code {code})") from None
+            if kind == "error":
+                self._discard(slot)
+                raise UserFileError(payload[0])
+        if fresh:
+            self.start_seconds.append(time.perf_counter() - t0)
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers.values() if w.process.is_alive()]
+
+    def _discard(self, slot: int) -> None:
+        w = self._workers.pop(slot, None)
+        if w is None:
+            return
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join(timeout=5)
+        w.conn.close()
+
+    def run(self, spec: RunSpec, world_size: int, timeout_s: float | None = None) -> list[RankResult]:
+        """Run one training run on ranks 0..world_size-1; any rank's failure fails the run with its reason."""
+        self.ensure(world_size)
+        prefix = f"run-{uuid.uuid4().hex}/"
+        workers = {r: self._workers[r] for r in range(world_size)}
+        for rank, w in workers.items():
+            w.conn.send((spec, rank, world_size, prefix))
+        results: dict[int, RankResult] = {}
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        error: tuple[str, str] | None = None
+        while len(results) < world_size and error is None:
+            pending = {w.conn: r for r, w in workers.items() if r not in results}
+            sentinels = {w.process.sentinel: r for r, w in workers.items() if r not in results}
+            wait_s = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            for ready in wait([*pending, *sentinels], timeout=wait_s):
+                if ready in pending:
+                    rank = pending[ready]
+                    try:
+                        kind, payload = ready.recv()
+                    except (EOFError, OSError):
+                        continue  # the sentinel reports the death
+                    if kind == "ok":
+                        results[rank] = payload
+                    else:
+                        error = payload
+                        break
+                elif ready in sentinels:
+                    rank = sentinels[ready]
+                    workers[rank].process.join(timeout=1)
+                    code = workers[rank].process.exitcode
+                    how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+                    error = (f"rank {rank} died ({how}); a killed process is often the kernel's OOM killer", "")
+                    break
+            if error is None and deadline is not None and time.monotonic() >= deadline:
+                error = (f"timeout after {timeout_s:g} s", "")
+        if error is not None:
+            # The surviving ranks may sit in a collective: replace every worker of this run.
+            for r in workers:
+                self._discard(r)
+            log.debug("run failed: %s\n%s", error[0], error[1])
+            raise TrialError(error[0], error[1])
+        return [results[r] for r in range(world_size)]
+
+    def close(self) -> None:
+        for slot, w in list(self._workers.items()):
+            try:
+                w.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for slot in list(self._workers):
+            w = self._workers[slot]
+            w.process.join(timeout=3)
+            self._discard(slot)
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

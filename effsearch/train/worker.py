@@ -1,0 +1,83 @@
+"""A long-lived training worker: loads the user file and its data once, then serves run after run."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+
+import torch  # noqa: F401  (imported here so the fork server holds it preloaded)
+import torch.distributed as dist
+
+from effsearch.errors import EffsearchError
+from effsearch.userfile import load_user_file, user_line
+
+__all__ = ["worker_main"]
+
+
+def _die_with_parent(driver_pid: int) -> None:
+    # The fork server is our parent: PDEATHSIG covers its death, the watchdog covers the driver's.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="effsearch-watchdog").start()
+
+
+def _describe(exc: BaseException, rank: int, path: Path) -> str:
+    if isinstance(exc, EffsearchError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"rank {rank}{user_line(path, exc)}: {type(exc).__name__}: {text}"
+
+
+def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: int, timeout_s: float) -> None:
+    """Serve RunSpecs from `conn` until it closes; answer ("ok", RankResult) or ("error", (line, traceback))."""
+    _die_with_parent(driver_pid)
+    path = Path(user_file)
+    try:
+        uf = load_user_file(path)
+        datasets = tuple(uf.registration.data())
+        store = dist.TCPStore("127.0.0.1", store_port, None, False, timeout=timedelta(seconds=timeout_s))
+    except BaseException as exc:  # reported to the driver, which names the file
+        conn.send(("error", (_describe(exc, slot, path), traceback.format_exc())))
+        return
+    from effsearch.plugins import get_plugin
+    from effsearch.train.loop import train_rank
+
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        spec, rank, world_size, prefix = msg
+        try:
+            meter = get_plugin("energy_meter", spec.meter)() if spec.meter else None
+            result = train_rank(spec, rank, world_size, dist.PrefixStore(prefix, store), uf, datasets, meter)
+            conn.send(("ok", result))
+        except BaseException as exc:
+            try:
+                conn.send(("error", (_describe(exc, rank, path), traceback.format_exc())))
+            except (BrokenPipeError, OSError):
+                return
+            if isinstance(exc, KeyboardInterrupt):
+                return
+        sys.stdout.flush()

@@ -1,0 +1,181 @@
+"""Load a user's model file, check it against the register() contract, and say clearly what is wrong."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from effsearch.errors import UserFileError
+from effsearch.registration import Registration, _take_pending
+
+__all__ = ["UserFile", "Probe", "load_user_file", "probe", "default_loss", "default_metric", "user_line"]
+
+
+@dataclass(frozen=True)
+class UserFile:
+    """A loaded user file: where it is, its hash, and what it registered."""
+
+    path: Path
+    sha256: str
+    registration: Registration
+
+    @property
+    def name(self) -> str:
+        return self.registration.name or self.path.stem
+
+    @property
+    def metric_key(self) -> str:
+        return self.registration.metric_key
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one forward pass of the first training batch showed."""
+
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    output_shape: tuple[int, ...]
+    n_train: int
+    n_val: int
+
+
+def _module_name(path: Path) -> str:
+    # Deterministic per path, so every process that loads the file gives it the same name.
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    return f"effsearch_user_{digest}"
+
+
+def user_line(path: Path, exc: BaseException) -> str:
+    """' (line N)' for the deepest traceback frame inside the user's file, else ''."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == path]
+    return f" (line {frames[-1].lineno})" if frames else ""
+
+
+def load_user_file(path: str | Path) -> UserFile:
+    """Import the file in a fresh module namespace and return what it registered."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise UserFileError(f"{path}: no such file; pass the path of your model file, e.g. effsearch tune my_model.py")
+    source = path.read_bytes()
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserFileError(f"{path}: cannot be imported as Python; give it a .py name")
+    module = importlib.util.module_from_spec(spec)
+    _take_pending()
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise UserFileError(f"{path.name}: syntax error at line {exc.lineno}: {exc.msg}") from exc
+    except UserFileError as exc:
+        sys.modules.pop(name, None)
+        raise UserFileError(f"{path.name}{user_line(path, exc)}: {exc}") from exc
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise UserFileError(
+            f"{path.name}{user_line(path, exc)}: importing the file raised {type(exc).__name__}: {exc}"
+        ) from exc
+    registered = _take_pending()
+    if not registered:
+        raise UserFileError(f"{path.name}: effsearch.register() was never called; add it at the end of the file")
+    if len(registered) > 1:
+        raise UserFileError(
+            f"{path.name}: effsearch.register() was called {len(registered)} times; register one model per file"
+        )
+    return UserFile(path=path, sha256=hashlib.sha256(source).hexdigest(), registration=registered[0])
+
+
+def default_loss(outputs: Any, targets: Any) -> Any:
+    """Cross-entropy over class logits."""
+    import torch.nn.functional as F
+
+    return F.cross_entropy(outputs, targets)
+
+
+def default_metric(outputs: Any, targets: Any) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    return float((outputs.argmax(dim=-1) == targets).float().mean())
+
+
+def _call(uf: UserFile, what: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise UserFileError(
+            f"{uf.path.name}{user_line(uf.path, exc)}: {what} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _shape(x: Any) -> str:
+    return "x".join(str(d) for d in getattr(x, "shape", ())) or "scalar"
+
+
+def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
+    """Build the model and data once, push the first batch through model and loss; return the datasets too.
+
+    Turns every way the contract can break into one line naming the file.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    reg = uf.registration
+    f = uf.path.name
+    model = _call(uf, "the model factory", reg.model)
+    if not isinstance(model, torch.nn.Module):
+        raise UserFileError(f"{f}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
+    datasets = _call(uf, "the data factory", reg.data)
+    if not (isinstance(datasets, (tuple, list)) and len(datasets) == 2):
+        raise UserFileError(f"{f}: the data factory must return (train_dataset, validation_dataset), got {type(datasets).__name__}")
+    train, val = datasets
+    for label, ds in (("training", train), ("validation", val)):
+        try:
+            n = len(ds)
+        except TypeError as exc:
+            raise UserFileError(f"{f}: the {label} dataset has no len(); return map-style Datasets") from exc
+        if n == 0:
+            raise UserFileError(f"{f}: the {label} dataset is empty")
+    try:
+        x, y = next(iter(DataLoader(train, batch_size=min(4, len(train)))))
+    except Exception as exc:
+        raise UserFileError(
+            f"{f}: the training dataset's items must be (input, target) pairs of tensors: {type(exc).__name__}: {exc}"
+        ) from exc
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except Exception as exc:
+        raise UserFileError(
+            f"{f}{user_line(uf.path, exc)}: the first batch does not fit the model: input {_shape(x)} ({x.dtype}) "
+            f"raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, torch.Tensor):
+        raise UserFileError(f"{f}: the model must return one tensor, got {type(out).__name__}")
+    loss_fn = reg.loss or default_loss
+    try:
+        loss = loss_fn(out, y)
+    except Exception as exc:
+        raise UserFileError(
+            f"{f}{user_line(uf.path, exc)}: the loss on outputs {_shape(out)} and targets {_shape(y)} ({y.dtype}) "
+            f"raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise UserFileError(
+            f"{f}: the loss must return a scalar tensor, got {type(loss).__name__} of shape {_shape(loss)}; reduce it with .mean()"
+        )
+    metric_fn = reg.metric or default_metric
+    try:
+        float(metric_fn(out, y))
+    except Exception as exc:
+        raise UserFileError(
+            f"{f}{user_line(uf.path, exc)}: the metric on outputs {_shape(out)} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    info = Probe(tuple(x.shape[1:]), str(x.dtype).removeprefix("torch."), tuple(out.shape[1:]), len(train), len(val))
+    return info, (train, val)

@@ -1,0 +1,1 @@
+"""effsearch's built-in plugins, registered through the `effsearch.plugins` entry points like any other."""

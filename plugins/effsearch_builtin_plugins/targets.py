@@ -1,0 +1,38 @@
+"""Latency targets: onnxruntime's CPU provider always, CUDA where onnxruntime-gpu sees a GPU."""
+
+from __future__ import annotations
+
+from effsearch.measure.targets import LatencyTarget
+
+__all__ = ["CpuTarget", "CudaTarget"]
+
+
+class CpuTarget(LatencyTarget):
+    name = "cpu"
+    priority = 0
+
+    def providers(self) -> list[str]:
+        return ["CPUExecutionProvider"]
+
+
+class CudaTarget(LatencyTarget):
+    name = "cuda"
+    priority = 10
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu on a machine with a GPU)"
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                return "no CUDA device visible"
+        except ImportError:
+            pass
+        return None
+
+    def providers(self) -> list[str]:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
