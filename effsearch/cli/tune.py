@@ -28,8 +28,15 @@ def tune(
     energy_meter: Annotated[str | None, typer.Option("--energy-meter", help="Force an energy meter (see `effsearch plugins`).")] = None,
     trial_timeout: Annotated[float | None, typer.Option("--trial-timeout", min=1, help="Fail a training run after this many seconds.")] = None,
     latency_threads: Annotated[int, typer.Option("--latency-threads", min=1, help="onnxruntime threads when timing.")] = 1,
+    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Constraint: p50 latency at most this.")] = None,
+    max_metric_drop: Annotated[float | None, typer.Option("--max-metric-drop", help="Constraint: metric at most this worse than the baseline (metric units).")] = None,
+    max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Constraint: ONNX file at most this many MB.")] = None,
+    artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Folder for trial artifacts, reachable by every worker (default: studies/).")] = None,
+    heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")] = 10,
+    heartbeat_grace: Annotated[int, typer.Option("--heartbeat-grace", min=1, help="Seconds without a heartbeat before a trial's worker counts as lost.")] = 30,
 ) -> None:
     """Run (or resume) a study on FILE and print its Pareto front."""
+    from effsearch.constraints import Constraints
     from effsearch.objectives import parse_objectives
     from effsearch.report.front import front_rows, knee, study_info
     from effsearch.report.table import front_table
@@ -63,6 +70,10 @@ def tune(
         trial_timeout_s=trial_timeout,
         energy_meter=energy_meter,
         latency_threads=latency_threads,
+        constraints=Constraints(max_latency_ms, max_metric_drop, max_size_mb),
+        artifacts=artifacts.resolve() if artifacts else None,
+        heartbeat_interval_s=heartbeat_interval,
+        heartbeat_grace_s=heartbeat_grace,
     )
     err.print(f"study [bold]{settings.study_name}[/] in {redact(url)}: {trials} training runs, objectives {', '.join(keys)}")
     with Progress(

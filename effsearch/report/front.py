@@ -14,6 +14,11 @@ from effsearch.space import CORE_PARAMS
 __all__ = ["StudyInfo", "FrontRow", "study_info", "front_rows", "knee", "failures", "baseline", "row_json"]
 
 
+# Our code records a reason on every failure it sees; a failed trial without one was failed by
+# Optuna's heartbeat check after its worker stopped.
+LOST = "worker lost: its process stopped beating (killed, or the machine went down)"
+
+
 @dataclass(frozen=True)
 class StudyInfo:
     """What the study recorded about itself."""
@@ -90,7 +95,7 @@ def baseline(study: optuna.Study) -> FrontRow | None:
 def failures(study: optuna.Study) -> list[tuple[int, int, dict[str, Any], str]]:
     """(trial, run, params, reason) for every failed trial."""
     return [
-        (t.number, int(t.user_attrs.get("run", 0)), dict(t.params), str(t.user_attrs.get("fail_reason", "unknown")))
+        (t.number, int(t.user_attrs.get("run", 0)), dict(t.params), str(t.user_attrs.get("fail_reason", LOST)))
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
     ]
 

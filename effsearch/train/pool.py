@@ -64,6 +64,7 @@ class WorkerPool:
             "127.0.0.1", 0, None, True, timeout=timedelta(seconds=collective_timeout_s), wait_for_workers=False
         )
         self._workers: dict[int, _Worker] = {}
+        self._busy: set[int] = set()
         self.starts = 0
         self.start_seconds: list[float] = []
 
@@ -124,6 +125,7 @@ class WorkerPool:
         self.ensure(world_size)
         prefix = f"run-{uuid.uuid4().hex}/"
         workers = {r: self._workers[r] for r in range(world_size)}
+        self._busy = set(workers)
         for rank, w in workers.items():
             w.conn.send((spec, rank, world_size, prefix))
         results: dict[int, RankResult] = {}
@@ -160,9 +162,14 @@ class WorkerPool:
                 self._discard(r)
             log.debug("run failed: %s\n%s", error[0], error[1])
             raise TrialError(error[0], error[1])
+        self._busy = set()
         return [results[r] for r in range(world_size)]
 
     def close(self) -> None:
+        """Stop every worker: idle ones are asked to exit, ones still in a run (interrupted) are killed."""
+        for slot in list(self._busy):
+            self._discard(slot)
+        self._busy = set()
         for slot, w in list(self._workers.items()):
             try:
                 w.conn.send(None)

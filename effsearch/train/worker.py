@@ -49,6 +49,8 @@ def _describe(exc: BaseException, rank: int, path: Path) -> str:
 def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: int, timeout_s: float) -> None:
     """Serve RunSpecs from `conn` until it closes; answer ("ok", RankResult) or ("error", (line, traceback))."""
     _die_with_parent(driver_pid)
+    # Ctrl-C reaches the whole process group: the driver handles it and stops the ranks itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(user_file)
     try:
         uf = load_user_file(path)

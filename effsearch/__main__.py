@@ -1,0 +1,5 @@
+"""`python -m effsearch` runs the command line."""
+
+from effsearch.cli import main
+
+main()
