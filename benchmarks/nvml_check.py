@@ -38,8 +38,7 @@ def main() -> None:
     torch.cuda.init()
     load_gpu(1.0)  # warm up clocks and kernels
     counter = NvmlMeter()
-    sampled = NvmlMeter(sample_interval_s=0.05)
-    sampled._counter = False  # force the power-sampling fallback beside the counter
+    sampled = NvmlMeter(sample_interval_s=0.05, counter=False)  # the power-sampling fallback, beside the counter
     smi = subprocess.Popen(
         ["nvidia-smi", "--query-gpu=timestamp,power.draw", "--format=csv,noheader,nounits", "-lms", "100"],
         stdout=subprocess.PIPE, text=True,

@@ -72,5 +72,21 @@ def main() -> None:
                   f"for {len(leads)} runs; rank process starts {tuner.pool_stats}")
 
 
+def rank_start(file: Path, repeats: int = 5) -> None:
+    """Seconds from asking for a rank to its being ready: the first (fork server start) and replacements."""
+    from effsearch.train.pool import WorkerPool
+
+    print(f"\nrank start ({file.name}): fork from the preloaded server, import the user file, load its data")
+    for i in range(repeats + 1):
+        with WorkerPool(file) as pool:
+            t0 = time.perf_counter()
+            pool.ensure(1)
+            total = time.perf_counter() - t0
+            r = pool.ready[0]
+            label = "first (starts the fork server)" if i == 0 else f"replacement {i}"
+            print(f"  {label:32s} ready in {total:.3f} s  (import {r['import_s']:.3f}, data {r['data_s']:.3f}, connect {r['connect_s']:.3f})")
+
+
 if __name__ == "__main__":
     main()
+    rank_start(EXAMPLE)

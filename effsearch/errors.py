@@ -41,11 +41,14 @@ class TrialError(EffsearchError):
     """One trial failed; the study records the reason and goes on.
 
     detail: a traceback or log from the process where it happened, kept for --debug.
+    structural: the search dimension whose value fails for this model whatever the training
+    (e.g. "prune_ratio" for a model that cannot be pruned), so later trials avoid it.
     """
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    def __init__(self, message: str, detail: str = "", structural: str | None = None) -> None:
         super().__init__(message)
         self.detail = detail
+        self.structural = structural
 
 
 class ExportError(EffsearchError):

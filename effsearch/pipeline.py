@@ -13,6 +13,7 @@ import numpy as np
 
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
+from effsearch.measure.energy import energy_source
 from effsearch.measure.latency import measure_latency
 from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
 from effsearch.space import TrainConfig
@@ -84,7 +85,7 @@ class Measurer:
 
     @property
     def energy_source(self) -> str:
-        return self.meter_cls.name if self.meter_cls.measured else "estimate"
+        return energy_source(self.meter_cls)
 
     def measure(self, path: Path, flops: int) -> dict[str, Any]:
         """Metric, size, latency and inference energy of one ONNX file."""

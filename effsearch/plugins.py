@@ -1,22 +1,43 @@
-"""Plugin discovery: the `effsearch.plugins` entry-point group, loaded lazily, once."""
+"""Plugin discovery: the `effsearch.plugins` entry-point group, loaded lazily, once.
+
+Built-in plugins are the `effsearch` distribution's own entry points and always load. EFFSEARCH_PLUGINS,
+when set, names the other plugins that may load (comma-separated; set but empty loads none of them), so
+that a broken third-party plugin can be switched off without uninstalling it. A plugin that fails to
+import is recorded with its reason, never raised.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import re
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, distributions
 from typing import Any
 
 from effsearch.errors import PluginError
 
-__all__ = ["PluginInfo", "discover", "plugins_of_kind", "get_plugin", "choose_energy_meter", "choose_latency_target"]
+__all__ = [
+    "GROUP",
+    "KINDS",
+    "PluginInfo",
+    "discover",
+    "reload",
+    "plugins_of_kind",
+    "get_plugin",
+    "choose_energy_meter",
+    "choose_latency_target",
+]
 
 log = logging.getLogger(__name__)
 
 GROUP = "effsearch.plugins"
 KINDS = ("energy_meter", "latency_target")
+BUILTIN_DIST = "effsearch"
+ENV = "EFFSEARCH_PLUGINS"
+_SCOPES = ("process", "machine")
 
 
 @dataclass(frozen=True)
@@ -27,71 +48,231 @@ class PluginInfo:
     origin: str
     obj: Any = None
     error: str | None = None
+    builtin: bool = False
 
     @property
     def kind(self) -> str:
-        return getattr(self.obj, "kind", "?") if self.obj is not None else "?"
+        return str(getattr(self.obj, "kind", "?")) if self.obj is not None else "?"
 
-    @property
+    @functools.cached_property
     def unavailable(self) -> str | None:
-        """None when usable here, else the reason."""
+        """None when usable here, else the reason (asked of the plugin once per process)."""
         if self.error is not None:
             return self.error
         try:
-            return self.obj.unavailable()
+            reason = self.obj.unavailable()
         except Exception as exc:
-            return f"availability check raised {type(exc).__name__}: {exc}"
+            return f"its availability check raised {type(exc).__name__}: {exc}"
+        return None if reason is None else str(reason)
+
+    @property
+    def detail(self) -> str | None:
+        """The plugin's own short description of what it uses here, if it gives one."""
+        describe = getattr(self.obj, "describe", None)
+        if self.error is not None or not callable(describe):
+            return None
+        try:
+            text = describe()
+        except Exception as exc:
+            return f"describe() raised {type(exc).__name__}: {exc}"
+        return None if text is None else str(text)
+
+
+# -- finding entry points (without importing them) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    ep: EntryPoint
+    dist: str
+    origin: str
+    builtin: bool
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _wanted() -> set[str] | None:
+    raw = os.environ.get(ENV)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+@functools.cache
+def _entries() -> tuple[tuple[_Entry, ...], tuple[PluginInfo, ...]]:
+    """Entry points allowed to load (built-ins first, then by name), and rows for those not loaded."""
+    wanted = _wanted()
+    allowed: list[_Entry] = []
+    rows: list[PluginInfo] = []
+    seen: set[str] = set()
+    for dist in distributions():
+        # Like importlib.metadata.entry_points(): the first distribution of a name on sys.path wins.
+        try:
+            dist_name = dist.metadata["Name"] or ""
+            key = _normalize(dist_name)
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            eps = [ep for ep in dist.entry_points if ep.group == GROUP]
+            builtin = key == BUILTIN_DIST
+            origin = f"{dist_name} {dist.version}" + (" (built-in)" if builtin else "")
+        except Exception as exc:  # broken metadata of one distribution must not hide the others
+            log.debug("skipping a distribution with unreadable metadata: %s", exc)
+            continue
+        for ep in eps:
+            if builtin or wanted is None or ep.name in wanted:
+                allowed.append(_Entry(ep, dist_name, origin, builtin))
+            else:
+                rows.append(PluginInfo(ep.name, origin, error=f"not loaded: {ENV} does not name it", builtin=builtin))
+    if wanted:
+        present = {e.ep.name for e in allowed}
+        for name in sorted(wanted - present):
+            rows.append(PluginInfo(name, "-", error=f"named in {ENV} but no installed plugin has this name"))
+    allowed.sort(key=lambda e: (not e.builtin, e.ep.name, e.dist))
+    return tuple(allowed), tuple(rows)
+
+
+def _contract_error(obj: Any, ep: EntryPoint) -> str | None:
+    """What is missing from a loaded object for it to be a plugin of a known kind, or None."""
+    kind = getattr(obj, "kind", None)
+    if kind not in KINDS:
+        return f"not a plugin: {ep.value} has kind {kind!r}, not one of {', '.join(KINDS)}"
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        return f"not a plugin: {ep.value} has no string `name`"
+    if not callable(getattr(obj, "unavailable", None)):
+        return f"not a plugin: {ep.value} has no unavailable() method"
+    if kind == "energy_meter":
+        if not isinstance(getattr(obj, "measured", None), bool):
+            return f"not an energy meter: {ep.value}.measured must be True or False"
+        if getattr(obj, "scope", None) not in _SCOPES:
+            return f"not an energy meter: {ep.value}.scope is {getattr(obj, 'scope', None)!r}, not one of {', '.join(_SCOPES)}"
+        for method in ("start", "stop"):
+            if not callable(getattr(obj, method, None)):
+                return f"not an energy meter: {ep.value} has no {method}() method"
+    if kind == "latency_target" and not callable(getattr(obj, "providers", None)):
+        return f"not a latency target: {ep.value} has no providers() method"
+    priority = getattr(obj, "priority", 0)
+    if not isinstance(priority, (int, float)) or isinstance(priority, bool) or not math.isfinite(priority):
+        return f"not a plugin: {ep.value}.priority must be a number"
+    return None
+
+
+_loaded: dict[tuple[str, str], PluginInfo] = {}
+
+
+def _load(entry: _Entry) -> PluginInfo:
+    """Import one entry point, once; failures (any exception, even SystemExit) become the row's error."""
+    key = (entry.dist, entry.ep.name)
+    if key not in _loaded:
+        try:
+            obj = entry.ep.load()
+        except (Exception, SystemExit) as exc:
+            info = PluginInfo(entry.ep.name, entry.origin, error=f"failed to load: {type(exc).__name__}: {exc}", builtin=entry.builtin)
+        else:
+            error = _contract_error(obj, entry.ep)
+            info = PluginInfo(entry.ep.name, entry.origin, None if error else obj, error, entry.builtin)
+        _loaded[key] = info
+    return _loaded[key]
+
+
+# -- the registry ---------------------------------------------------------------------------------
 
 
 @functools.cache
 def discover() -> tuple[PluginInfo, ...]:
-    """Load every entry point once; EFFSEARCH_PLUGINS (comma-separated names) restricts which load."""
-    wanted = {n.strip() for n in os.environ.get("EFFSEARCH_PLUGINS", "").split(",") if n.strip()}
-    found = []
-    for ep in entry_points(group=GROUP):
-        if wanted and ep.name not in wanted:
-            continue
-        origin = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else ep.value
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            log.warning("plugin %s (%s) failed to load: %s: %s", ep.name, origin, type(exc).__name__, exc)
-            found.append(PluginInfo(ep.name, origin, error=f"failed to load: {type(exc).__name__}: {exc}"))
-            continue
-        if getattr(obj, "kind", None) not in KINDS:
-            found.append(PluginInfo(ep.name, origin, error=f"not a plugin: {ep.value} has no kind among {KINDS}"))
-            continue
-        found.append(PluginInfo(ep.name, origin, obj))
-    return tuple(sorted(found, key=lambda p: p.name))
+    """Every plugin of the group, loaded once: usable, unusable, failed and skipped, sorted by name.
+
+    The first plugin to claim a name (built-ins first) keeps it; a later one is reported as a clash.
+    """
+    allowed, rows = _entries()
+    infos: list[PluginInfo] = []
+    taken: dict[str, str] = {}
+    for entry in allowed:
+        info = _load(entry)
+        names = {info.name} | ({info.obj.name} if info.obj is not None else set())
+        clash = next((n for n in sorted(names) if n in taken), None)
+        if clash is not None:
+            info = PluginInfo(info.name, info.origin, info.obj, f"name {clash!r} is already taken by {taken[clash]}", info.builtin)
+        else:
+            for n in names:
+                taken[n] = info.origin
+        infos.append(info)
+    return tuple(sorted([*infos, *rows], key=lambda p: (p.name, not p.builtin)))
+
+
+def reload() -> None:
+    """Forget what was found, so that the next look discovers again (after installing a plugin, or
+    changing EFFSEARCH_PLUGINS). Modules already imported stay imported."""
+    _entries.cache_clear()
+    discover.cache_clear()
+    _warn_failures.cache_clear()
+    _loaded.clear()
 
 
 def plugins_of_kind(kind: str) -> list[PluginInfo]:
+    """Loaded plugins of `kind`, usable here or not."""
     return [p for p in discover() if p.error is None and p.kind == kind]
 
 
+def _label(kind: str) -> str:
+    return kind.replace("_", " ")
+
+
+def _usable_or_raise(p: PluginInfo, kind: str, name: str) -> Any:
+    reason = p.unavailable
+    if reason:
+        raise PluginError(f"{_label(kind)} {name!r} is not usable here: {reason} (see `effsearch plugins`)")
+    return p.obj
+
+
 def get_plugin(kind: str, name: str) -> Any:
-    """The plugin class `name` of `kind`, usable here, or a PluginError naming the alternatives."""
-    for p in plugins_of_kind(kind):
-        if p.obj.name == name or p.name == name:
-            reason = p.unavailable
-            if reason:
-                raise PluginError(f"{kind.replace('_', ' ')} {name!r} is not usable here: {reason}")
-            return p.obj
+    """The plugin `name` of `kind`, usable here, or a PluginError saying why not and naming the alternatives.
+
+    Only the entry point of that name is imported when it matches; the others load only if needed.
+    """
+    allowed, _ = _entries()
+    for entry in allowed:
+        if entry.ep.name == name:
+            p = _load(entry)
+            if p.error is None and p.kind == kind and p.obj.name == name:
+                return _usable_or_raise(p, kind, name)
+            break  # a clash or an error: the full discovery below explains it
+    matches = [p for p in discover() if p.name == name or (p.obj is not None and getattr(p.obj, "name", None) == name)]
+    for p in matches:
+        if p.error is None and p.kind == kind:
+            return _usable_or_raise(p, kind, name)
+    for p in matches:
+        if p.error is not None:
+            raise PluginError(f"{_label(kind)} {name!r} ({p.origin}) cannot be used: {p.error}")
+        raise PluginError(f"{name!r} is a {_label(p.kind)} plugin, not the {_label(kind)} asked for; see `effsearch plugins`")
     names = ", ".join(p.name for p in plugins_of_kind(kind)) or "none installed"
-    raise PluginError(f"no {kind.replace('_', ' ')} named {name!r}; installed: {names} (see `effsearch plugins`)")
+    raise PluginError(f"no {_label(kind)} named {name!r}; installed: {names} (see `effsearch plugins`)")
+
+
+@functools.cache
+def _warn_failures() -> None:
+    for p in discover():
+        if p.error is not None and p.error.startswith("failed to load"):
+            log.warning("plugin %s (%s) %s; run `effsearch plugins` to list plugins", p.name, p.origin, p.error)
 
 
 def _best(kind: str) -> Any:
+    _warn_failures()
     usable = [p for p in plugins_of_kind(kind) if not p.unavailable]
     if not usable:
-        raise PluginError(f"no usable {kind.replace('_', ' ')} plugin; run `effsearch plugins` to see why")
-    # Measured beats estimated, then the plugin's own priority.
-    return max(usable, key=lambda p: (bool(getattr(p.obj, "measured", True)), p.obj.priority)).obj
+        raise PluginError(f"no usable {_label(kind)} plugin; run `effsearch plugins` to see why")
+    # Measured beats estimated, then the plugin's own priority; built-ins win ties.
+    return max(usable, key=lambda p: (bool(getattr(p.obj, "measured", True)), getattr(p.obj, "priority", 0), p.builtin)).obj
 
 
 def choose_energy_meter(name: str | None = None) -> Any:
+    """The meter class to use: `name` when given (it must be usable), else the best usable one."""
     return get_plugin("energy_meter", name) if name else _best("energy_meter")
 
 
 def choose_latency_target(name: str | None = None) -> Any:
+    """The latency-target class to use: `name` when given, else the best usable one."""
     return get_plugin("latency_target", name) if name else _best("latency_target")

@@ -149,6 +149,15 @@ class SearchSpace:
     def distributions(self) -> dict[str, BaseDistribution]:
         return {name: dim.distribution() for name, dim in self.dims.items() if name in CORE_PARAMS or not dim.fixed}
 
+    def fixed(self, name: str, value: Any) -> SearchSpace:
+        """This space with one dimension fixed to `value`."""
+        d = self.dims[name]
+        if d.choices is not None:
+            new = replace(d, choices=(value,), default=value)
+        else:
+            new = replace(d, low=value, high=value, default=value, step=None, log=False)
+        return SearchSpace({**self.dims, name: new})
+
     def clamp_world_size(self, max_world_size: int) -> SearchSpace:
         d = self.dims["world_size"]
         high = min(int(d.high), max_world_size)
@@ -233,6 +242,10 @@ def _check(d: Dimension, where: str) -> None:
         for v in values:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < numeric_low[d.name]:
                 raise SpaceError(f"{where}: {v!r} is not a valid {d.name}")
+    if d.name in ("batch_size", "world_size"):
+        values = list(d.choices) if d.choices is not None else [d.low, d.high, d.step or 1]
+        if any(isinstance(v, float) and not v.is_integer() for v in values):
+            raise SpaceError(f"{where}: {d.name} takes whole numbers, got {values}")
     if d.name == "prune_ratio":
         values = list(d.choices) if d.choices is not None else [d.low, d.high]
         if any(v >= 1.0 for v in values):

@@ -21,6 +21,8 @@ from optuna.trial import TrialState
 
 from effsearch.constraints import Constraints
 from effsearch.errors import StudyError, TrialError
+from effsearch.host import cpu_model
+from effsearch.measure.energy import energy_source
 from effsearch.pipeline import Measurer, RunResult, run_training
 from effsearch.plugins import choose_energy_meter, choose_latency_target
 from effsearch.space import CORE_PARAMS, SearchSpace, TrainConfig
@@ -28,7 +30,7 @@ from effsearch.storage import artifacts_root, open_storage, redact
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
 from effsearch.userfile import Probe, UserFile
 
-__all__ = ["TuneSettings", "TuneSummary", "Tuner", "environment", "runs_counted", "cpu_name"]
+__all__ = ["TuneSettings", "TuneSummary", "Tuner", "environment", "runs_counted"]
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +72,6 @@ class TuneSummary:
     completed_here: int
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(dist: str) -> str | None:
     try:
         return version(dist)
@@ -97,7 +89,7 @@ def environment(latency_threads: int) -> dict[str, Any]:
         "user": getpass.getuser(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores_usable": available_cores(),
         "torch_threads": torch.get_num_threads(),
         "latency_threads": latency_threads,
@@ -151,6 +143,7 @@ class Tuner:
         self._baseline: float | None = None
         self.study = self._open_study()
         self._structural: dict[str, str] = dict(self.study.user_attrs.get("structural_failures", {}))
+        self.space = self._narrowed(settings.space)
 
     def _meta(self) -> dict[str, Any]:
         s = self.s
@@ -166,8 +159,9 @@ class Tuner:
             "artifacts": str(self.artifacts.resolve()),
             "input_shape": list(self.probe.input_shape),
             "input_dtype": self.probe.input_dtype,
-            "energy_source": self.meter_cls.name if self.meter_cls.measured else "estimate",
+            "energy_source": energy_source(self.meter_cls),
             "energy_meter": self.meter_cls.name,
+            "energy_basis": self.meter_cls.describe(),
             "latency_target": self.target.name,
             "latency": {"threads": s.latency_threads, "batch": 1, "warmup": 50, "repeats": s.latency_repeats},
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -208,6 +202,12 @@ class Tuner:
         if s.constraints:
             study.set_user_attr("constraints", s.constraints.to_dict())
         return study
+
+    def _narrowed(self, space: SearchSpace) -> SearchSpace:
+        """The space without values that failed structurally for this model (a model that cannot be pruned)."""
+        if "prune_ratio" in self._structural:
+            return space.fixed("prune_ratio", 0.0)
+        return space
 
     def _baseline_metric(self) -> float | None:
         if self._baseline is None:
@@ -261,7 +261,7 @@ class Tuner:
         storage = self.study._storage
         trial_id = storage.create_new_trial(self.study._study_id)
         trial = optuna.Trial(self.study, trial_id)
-        dists = self.s.space.distributions()
+        dists = self.space.distributions()
         for name in dists:
             value = result.precision if name == "precision" else params[name]
             storage.set_trial_param(trial_id, name, dists[name].to_internal_repr(value), dists[name])
@@ -294,7 +294,8 @@ class Tuner:
         return self._values(metrics)
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
-        params = self.s.space.suggest(trial)
+        self._lead_number = trial.number
+        params = self.space.suggest(trial)
         trial.set_user_attr("lead", True)
         run = runs_counted(self.study)  # this run included: runs count from 1
         trial.set_user_attr("run", run)
@@ -308,6 +309,11 @@ class Tuner:
             trial.set_user_attr("fail_reason", str(exc))
             if exc.detail:
                 trial.set_user_attr("fail_detail", exc.detail[-4000:])
+            if exc.structural and exc.structural not in self._structural:
+                log.warning("%s fails for this model whatever the training; later runs will not search it", exc.structural)
+                self._structural[exc.structural] = str(exc)
+                self.study.set_user_attr("structural_failures", self._structural)
+                self.space = self._narrowed(self.space)
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
@@ -341,7 +347,7 @@ class Tuner:
         threads = max(1, cores // config.world_size) if self.device == "cpu" else 1
         # A precision that failed for structural reasons is not tried again, except where sampled.
         precisions = tuple(
-            p for p in self.s.space.precisions if p not in self._structural or p == trial.params.get("precision")
+            p for p in self.space.precisions if p not in self._structural or p == trial.params.get("precision")
         )
         return run_training(
             self.pool,
@@ -373,10 +379,14 @@ class Tuner:
         here = failed = completed = 0
         self.run_walls: list[float] = []
         lost_connections = 0
+        adopt = False
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             self.pool = pool
             while True:
                 try:
+                    if adopt:
+                        _adopt_orphans(self.study)
+                        adopt = False
                     # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting.
                     optuna.storages.fail_stale_trials(self.study)
                     done = runs_counted(self.study)
@@ -386,7 +396,8 @@ class Tuner:
                         log.info("timeout of %g s reached; stopping before run %d", s.timeout_s, done + 1)
                         break
                     self.on_stage(done, "starting", self.front_size())
-                    before = len(self.study.get_trials(deepcopy=False))
+                    # The run's trial may be older than this call (the enqueued baseline, a re-queued one).
+                    self._lead_number = None
                     t0 = time.perf_counter()
                     self.study.optimize(self._objective, n_trials=1, catch=(TrialError,), gc_after_trial=False)
                     self.run_walls.append(time.perf_counter() - t0)
@@ -396,12 +407,13 @@ class Tuner:
                         raise
                     # The storage dropped us: finished trials are safe in it; reconnect and go on.
                     lost_connections += 1
+                    adopt = True
                     log.warning("storage connection lost (%s); reconnecting (%d/5)", type(exc).__name__, lost_connections)
                     time.sleep(min(2.0**lost_connections, 10.0))
                     continue
                 here += 1
                 trials = self.study.get_trials(deepcopy=False)
-                mine = [t for t in trials if t.number >= before and t.user_attrs.get("lead")]
+                mine = [t for t in trials if t.number == self._lead_number]
                 for t in mine:
                     if t.state == TrialState.FAIL:
                         failed += 1
@@ -410,6 +422,20 @@ class Tuner:
                         completed += 1
             self.pool_stats = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
         return TuneSummary(self.study, runs_counted(self.study), here, failed, completed)
+
+
+def _adopt_orphans(study: optuna.Study) -> None:
+    """Give every RUNNING trial one heartbeat, so that a trial orphaned by a dropped connection goes stale.
+
+    A connection dropped inside optuna's ask() leaves the new trial RUNNING before its heartbeat thread
+    starts, and optuna's stale check only sees trials that have beaten once. Trials of live workers beat
+    on by themselves; the orphan's one beat ages past the grace period, and it is failed and queued again.
+    """
+    storage = study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.record_heartbeat(t._trial_id)
 
 
 def _is_connection_error(exc: BaseException) -> bool:

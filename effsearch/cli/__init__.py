@@ -11,7 +11,7 @@ from effsearch.cli.app import app
 from effsearch.errors import EffsearchError
 
 # Each module adds its commands to `app`.
-from effsearch.cli import plugins, report, tune  # noqa: E402,F401
+from effsearch.cli import dashboard, export, plugins, report, studies, tune  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 
@@ -37,15 +37,15 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # typer vendors click (typer._click, no `click` module); its usage errors derive from TyperException.
+        if isinstance(exc, typer.TyperException) and hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
+            sys.exit(getattr(exc, "exit_code", 2))
         if debug:
             raise
         print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)
+    if rc == 130:
+        # typer turns Ctrl-C inside a command into exit code 130 without raising KeyboardInterrupt.
+        print("interrupted; finished trials are kept, rerun the same command to resume", file=sys.stderr)
     sys.exit(rc if isinstance(rc, int) else 0)

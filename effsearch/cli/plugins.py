@@ -2,25 +2,55 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 from effsearch.cli.app import app, out
+
+
+def _kind(p) -> str:
+    if p.obj is None:
+        return "unknown"
+    kind = p.kind.replace("_", " ")
+    if p.kind == "energy_meter" and p.error is None:
+        return f"{kind} ({'measures' if p.obj.measured else 'estimates'}, {p.obj.scope})"
+    return kind
 
 
 @app.command()
 def plugins() -> None:
-    """List installed plugins: name, kind, origin, and whether each is usable here."""
+    """List installed plugins: name, kind, origin, and whether each is usable here (and why not)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from effsearch.plugins import discover
+    from effsearch.errors import PluginError
+    from effsearch.plugins import ENV, choose_energy_meter, choose_latency_target, discover
 
-    table = Table(title="effsearch plugins")
-    for col in ("name", "kind", "from", "usable here"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="effsearch plugins", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("from")
+    table.add_column("usable here", overflow="fold")
     for p in discover():
         reason = p.unavailable
-        measured = getattr(p.obj, "measured", None)
-        kind = p.kind + ("" if measured is None else (" (measures)" if measured else " (estimates)"))
-        table.add_row(p.name, kind, p.origin, "yes" if reason is None else escape(f"no: {reason}"))
+        if reason is None:
+            usable = "yes" + (f": {p.detail}" if p.detail else "")
+        else:
+            usable = f"no: {reason}"
+        table.add_row(p.name, _kind(p), p.origin, escape(usable))
     out.print(table)
-
-
+    # The table already shows plugins that failed to load: no warnings about them while choosing.
+    plugin_log = logging.getLogger("effsearch.plugins")
+    level = plugin_log.level
+    plugin_log.setLevel(logging.ERROR)
+    try:
+        for label, choose in (("energy meter", choose_energy_meter), ("latency target", choose_latency_target)):
+            try:
+                chosen = choose().name
+            except PluginError:
+                chosen = "none usable"
+            out.print(f"default {label}: {chosen}")
+    finally:
+        plugin_log.setLevel(level)
+    if os.environ.get(ENV) is not None:
+        out.print(f"{ENV}={os.environ[ENV]!r}: only these third-party plugins load; built-ins always do")

@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class _DropPreprocessHint(logging.Filter):
-    # onnxruntime asks for quant_pre_process even when the model went through it.
+    # onnxruntime asks for quant_pre_process even when the model went through it, and warns once per
+    # LayerNormalization that its 1-D weight has no channel axis (it quantizes it per tensor instead).
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        message = record.getMessage()
+        return "pre-processing before quantization" not in message and "is out-of-range for weight" not in message
 
 
 logging.getLogger().addFilter(_DropPreprocessHint())
@@ -37,12 +39,15 @@ class _Calibration:
 
 
 def _fp16(src: Path, dst: Path) -> None:
-    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
     # keep_io_types: the caller keeps feeding and reading float32; the Casts it inserts for that are
-    # appended at the end of the graph, so sort it again.
-    converted = OnnxModel(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True))
+    # appended at the end of the graph, so sort it again. LayerNormalization stays float32: its variance
+    # loses precision in fp16, and onnxruntime 1.32 segfaulted creating a CPU session (in its
+    # NchwcTransformer) for torch's nn.MultiheadAttention export with fp16 LayerNormalization.
+    blocked = [*DEFAULT_OP_BLOCK_LIST, "LayerNormalization"]
+    converted = OnnxModel(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, op_block_list=blocked))
     converted.topological_sort()
     onnx.save(converted.model, str(dst))
 

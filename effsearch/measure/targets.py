@@ -9,6 +9,11 @@ __all__ = ["LatencyTarget"]
 
 
 class LatencyTarget(ABC):
+    """Where latency is measured: onnxruntime providers, in order of preference.
+
+    priority: among usable targets, the highest is chosen.
+    """
+
     kind: ClassVar[str] = "latency_target"
     name: ClassVar[str]
     priority: ClassVar[int] = 0
@@ -16,6 +21,11 @@ class LatencyTarget(ABC):
     @classmethod
     def unavailable(cls) -> str | None:
         """Why the target cannot be used on this machine, or None when it can."""
+        return None
+
+    @classmethod
+    def describe(cls) -> str | None:
+        """Optional: a short note shown by `effsearch plugins`."""
         return None
 
     @abstractmethod

@@ -67,6 +67,7 @@ class WorkerPool:
         self._busy: set[int] = set()
         self.starts = 0
         self.start_seconds: list[float] = []
+        self.ready: list[dict[str, float]] = []  # per started worker: seconds to import the file, load data, connect
 
     def _spawn(self, slot: int) -> _Worker:
         from effsearch.train.worker import worker_main
@@ -105,6 +106,7 @@ class WorkerPool:
             if kind == "error":
                 self._discard(slot)
                 raise UserFileError(payload[0])
+            self.ready.append({**payload, "slot": slot, "ready_s": time.perf_counter() - t0})
         if fresh:
             self.start_seconds.append(time.perf_counter() - t0)
 
@@ -130,7 +132,7 @@ class WorkerPool:
             w.conn.send((spec, rank, world_size, prefix))
         results: dict[int, RankResult] = {}
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        error: tuple[str, str] | None = None
+        error: tuple[str, str, str | None] | None = None
         while len(results) < world_size and error is None:
             pending = {w.conn: r for r, w in workers.items() if r not in results}
             sentinels = {w.process.sentinel: r for r, w in workers.items() if r not in results}
@@ -152,16 +154,16 @@ class WorkerPool:
                     workers[rank].process.join(timeout=1)
                     code = workers[rank].process.exitcode
                     how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-                    error = (f"rank {rank} died ({how}); a killed process is often the kernel's OOM killer", "")
+                    error = (f"rank {rank} died ({how}); a killed process is often the kernel's OOM killer", "", None)
                     break
             if error is None and deadline is not None and time.monotonic() >= deadline:
-                error = (f"timeout after {timeout_s:g} s", "")
+                error = (f"timeout after {timeout_s:g} s", "", None)
         if error is not None:
             # The surviving ranks may sit in a collective: replace every worker of this run.
             for r in workers:
                 self._discard(r)
             log.debug("run failed: %s\n%s", error[0], error[1])
-            raise TrialError(error[0], error[1])
+            raise TrialError(*error)
         self._busy = set()
         return [results[r] for r in range(world_size)]
 

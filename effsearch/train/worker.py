@@ -52,17 +52,20 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
     # Ctrl-C reaches the whole process group: the driver handles it and stops the ranks itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(user_file)
+    t0 = time.perf_counter()
     try:
         uf = load_user_file(path)
+        t1 = time.perf_counter()
         datasets = tuple(uf.registration.data())
+        t2 = time.perf_counter()
         store = dist.TCPStore("127.0.0.1", store_port, None, False, timeout=timedelta(seconds=timeout_s))
     except BaseException as exc:  # reported to the driver, which names the file
-        conn.send(("error", (_describe(exc, slot, path), traceback.format_exc())))
+        conn.send(("error", (_describe(exc, slot, path), traceback.format_exc(), None)))
         return
     from effsearch.plugins import get_plugin
     from effsearch.train.loop import train_rank
 
-    conn.send(("ready", os.getpid()))
+    conn.send(("ready", {"pid": os.getpid(), "import_s": t1 - t0, "data_s": t2 - t1, "connect_s": time.perf_counter() - t2}))
     while True:
         try:
             msg = conn.recv()
@@ -77,7 +80,7 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
             conn.send(("ok", result))
         except BaseException as exc:
             try:
-                conn.send(("error", (_describe(exc, rank, path), traceback.format_exc())))
+                conn.send(("error", (_describe(exc, rank, path), traceback.format_exc(), getattr(exc, "structural", None))))
             except (BrokenPipeError, OSError):
                 return
             if isinstance(exc, KeyboardInterrupt):

@@ -2,33 +2,89 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import time
 
+from effsearch.errors import PluginError
+from effsearch.host import cpu_model
 from effsearch.measure.energy import EnergyMeter
 
-__all__ = ["EstimateMeter", "watts_per_core"]
+__all__ = ["EstimateMeter", "power_figure", "watts_per_core"]
 
-# Typical busy-core power of server and desktop x86 parts (package TDP / cores), in watts.
+# Busy-core power of broad CPU families: a representative part's TDP divided by its physical cores, as
+# Green Algorithms does. Coarse by design (the figure is labelled an estimate); first match wins.
+CORE_WATTS = (
+    ("EPYC", 4.4, "AMD EPYC 7763: 280 W / 64 cores"),
+    ("Xeon", 6.8, "Intel Xeon Platinum 8380: 270 W / 40 cores"),
+    ("Ryzen", 6.6, "AMD Ryzen 9 5950X: 105 W / 16 cores"),
+    ("Core(TM) i", 10.4, "Intel Core i7-12700K: 125 W / 12 cores"),
+)
 DEFAULT_WATTS_PER_CORE = 10.0
+
+WATTS_ENV = "EFFSEARCH_CPU_WATTS_PER_CORE"
+TDP_ENV = "EFFSEARCH_CPU_TDP_W"
+
+
+def _positive(env: str) -> float:
+    raw = os.environ[env]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise PluginError(f"{env}={raw!r} is not a positive number of watts; set e.g. {env}=10 or unset it")
+    return value
+
+
+@functools.cache
+def _table_figure(model: str) -> tuple[float, str]:
+    for pattern, watts, basis in CORE_WATTS:
+        if pattern in model:
+            return watts, f"{pattern} in the table, as {basis}"
+    return DEFAULT_WATTS_PER_CORE, f"default for a CPU not in the table ({model or 'unknown'})"
+
+
+def power_figure() -> tuple[float, str]:
+    """Watts per busy core and where the figure comes from.
+
+    EFFSEARCH_CPU_WATTS_PER_CORE wins, then EFFSEARCH_CPU_TDP_W divided by os.cpu_count(), then the
+    small table of CPU families, then 10 W. Raises PluginError for a setting that is not a positive number.
+    """
+    if os.environ.get(WATTS_ENV):
+        return _positive(WATTS_ENV), f"{WATTS_ENV}"
+    if os.environ.get(TDP_ENV):
+        cpus = os.cpu_count() or 1
+        return _positive(TDP_ENV) / cpus, f"{TDP_ENV} / {cpus} logical CPUs"
+    return _table_figure(cpu_model())
 
 
 def watts_per_core() -> float:
-    """EFFSEARCH_CPU_WATTS_PER_CORE, else EFFSEARCH_CPU_TDP_W divided by the cores, else 10 W."""
-    if v := os.environ.get("EFFSEARCH_CPU_WATTS_PER_CORE"):
-        return float(v)
-    if v := os.environ.get("EFFSEARCH_CPU_TDP_W"):
-        return float(v) / (os.cpu_count() or 1)
-    return DEFAULT_WATTS_PER_CORE
+    """The per-core power figure the estimate uses (see power_figure)."""
+    return power_figure()[0]
 
 
 class EstimateMeter(EnergyMeter):
-    """CPU seconds of this process (all its threads) times watts per busy core."""
+    """CPU seconds of this process (all its threads) times watts per busy core: an estimate."""
 
     name = "estimate"
     measured = False
     scope = "process"
     priority = 0
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        try:
+            power_figure()
+        except PluginError as exc:
+            return str(exc)
+        return None
+
+    @classmethod
+    def describe(cls) -> str | None:
+        watts, basis = power_figure()
+        return f"CPU seconds x {watts:g} W per core ({basis})"
 
     def __init__(self) -> None:
         self._t0: float | None = None
@@ -39,7 +95,7 @@ class EstimateMeter(EnergyMeter):
 
     def stop(self) -> float:
         if self._t0 is None:
-            raise RuntimeError("stop() before start()")
+            raise RuntimeError("EstimateMeter.stop() called before start()")
         cpu_s = time.process_time() - self._t0
         self._t0 = None
-        return cpu_s * self._watts
+        return max(0.0, cpu_s) * self._watts

@@ -8,6 +8,8 @@ __all__ = ["CpuTarget", "CudaTarget"]
 
 
 class CpuTarget(LatencyTarget):
+    """onnxruntime's CPU provider: always there."""
+
     name = "cpu"
     priority = 0
 
@@ -16,13 +18,17 @@ class CpuTarget(LatencyTarget):
 
 
 class CudaTarget(LatencyTarget):
+    """onnxruntime-gpu's CUDA provider, falling back to the CPU for nodes it lacks."""
+
     name = "cuda"
     priority = 10
 
     @classmethod
     def unavailable(cls) -> str | None:
-        import onnxruntime as ort
-
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            return f"onnxruntime cannot be imported: {exc}"
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu on a machine with a GPU)"
         try:

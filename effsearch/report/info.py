@@ -1,0 +1,307 @@
+"""Everything the study report shows, as plain data read from storage only (the HTML draws this)."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from effsearch.constraints import metric_drop
+from effsearch.report import hypervolume as hv
+from effsearch.report.front import FrontRow, StudyInfo, baseline, failures, front_rows, knee, study_info
+from effsearch.space import CORE_PARAMS
+from effsearch.storage import redact
+
+__all__ = [
+    "UNITS",
+    "MIN_IMPORTANCE_RUNS",
+    "Point",
+    "FrontEntry",
+    "Hypervolume",
+    "Importance",
+    "ParallelDim",
+    "Report",
+    "build_report",
+    "export_command",
+    "display_url",
+    "metric_label",
+]
+
+log = logging.getLogger(__name__)
+
+UNITS = {
+    "latency_ms": "ms",
+    "latency_p90_ms": "ms",
+    "flops": "FLOP",
+    "param_count": "",
+    "size_bytes": "B",
+    "energy_j": "J",
+    "infer_energy_mj": "mJ",
+    "flops_per_j": "FLOP/J",
+    "train_s": "s",
+}
+# fANOVA on fewer training runs than this says more about noise than about the parameters (the trials
+# of one run share every parameter but the precision).
+MIN_IMPORTANCE_RUNS = 5
+
+
+@dataclass(frozen=True)
+class Point:
+    """One trial as the plots see it. state: front, dominated, infeasible (broke a search constraint) or failed."""
+
+    trial: int
+    run: int
+    state: str
+    baseline: bool
+    knee: bool
+    params: dict[str, Any]
+    values: dict[str, float] | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class FrontEntry:
+    """A row of the front table: the trial, its drop from the baseline, and the command that ships it."""
+
+    row: FrontRow
+    drop: float | None
+    knee: bool
+    command: str
+
+
+@dataclass(frozen=True)
+class Hypervolume:
+    """Hypervolume after each completed trial, in the scaled objective space (see report.hypervolume).
+
+    lo, hi: each objective's best and worst completed value, in its minimised form (maximised ones negated).
+    """
+
+    trials: tuple[int, ...]
+    values: tuple[float, ...]
+    reference: float
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Importance:
+    """fANOVA importance of each searched parameter for one objective, or why there is none."""
+
+    objective: str
+    importances: dict[str, float] | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class ParallelDim:
+    """One axis of the parallel-coordinates plot; categories name the integer codes of a categorical axis."""
+
+    name: str
+    values: tuple[float, ...]
+    categories: tuple[str, ...] | None = None
+    log: bool = False
+
+
+@dataclass(frozen=True)
+class Report:
+    info: StudyInfo
+    storage: str
+    points: tuple[Point, ...]
+    pairs: tuple[tuple[str, str], ...]
+    front: tuple[FrontEntry, ...]
+    baseline: FrontRow | None
+    failed: tuple[tuple[int, int, dict[str, Any], str], ...]
+    hypervolume: Hypervolume
+    importances: tuple[Importance, ...]
+    parallel: tuple[ParallelDim, ...]
+    parallel_trials: tuple[int, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def complete(self) -> int:
+        return sum(p.state != "failed" for p in self.points)
+
+
+def display_url(url: str) -> str:
+    """The storage URL as a user would pass it: password redacted, the psycopg driver name dropped."""
+    url = redact(url)
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
+    return url
+
+
+def export_command(study_name: str, url: str, trial: int, out: str = "model.onnx") -> str:
+    """The exact `effsearch export` command line that ships one trial."""
+    return (
+        f"effsearch export --study {shlex.quote(study_name)} --storage {shlex.quote(display_url(url))} "
+        f"--trial {trial} -o {shlex.quote(out)}"
+    )
+
+
+def metric_label(info: StudyInfo, key: str) -> str:
+    """A column or axis title with its unit; energy says where its numbers come from."""
+    unit = UNITS.get(key, "")
+    label = f"{key} ({unit})" if unit else key
+    if key in ("energy_j", "infer_energy_mj", "flops_per_j"):
+        label += " (estimate)" if info.energy_source == "estimate" else f" ({info.energy_source})"
+    return label
+
+
+def _infeasible(t: FrozenTrial) -> bool:
+    """Whether the trial broke a search constraint (a constraint value > 0, Optuna's convention)."""
+    # Optuna 5 names each constraint (FrozenTrial.constraints); Optuna 4 kept a list in a system attribute.
+    values = t.constraints.values() if hasattr(type(t), "constraints") else (t.system_attrs.get("constraints") or ())
+    return any(float(c) > 0 for c in values)
+
+
+def _points(study: optuna.Study, info: StudyInfo, front: set[int], knee_trial: int | None) -> list[Point]:
+    points = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
+        common = dict(trial=t.number, run=int(t.user_attrs.get("run", 0)), baseline=bool(t.user_attrs.get("baseline")),
+                      knee=t.number == knee_trial, params=params)
+        if t.state == TrialState.FAIL:
+            metrics = t.user_attrs.get("metrics") or {}
+            values = {k: float(metrics[k]) for k in info.objectives if k in metrics} or None
+            points.append(Point(state="failed", values=values, reason=str(t.user_attrs.get("fail_reason", "unknown")), **common))
+            continue
+        state = "front" if t.number in front else ("infeasible" if _infeasible(t) else "dominated")
+        values = {k: float(v) for k, v in zip(info.objectives, t.values)}
+        points.append(Point(state=state, values=values, **common))
+    return points
+
+
+def _hypervolume(study: optuna.Study, info: StudyInfo) -> Hypervolume:
+    trials = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not _infeasible(t)
+    ]
+    trials.sort(key=lambda t: t.number)
+    note = None
+    if len(trials) < 2:
+        note = f"the hypervolume needs at least 2 completed trials to mean anything; this study has {len(trials)}"
+    if not trials:
+        return Hypervolume((), (), hv.REFERENCE, (), (), note)
+    values = np.array([t.values for t in trials], dtype=float)
+    _, lo, hi = hv.normalise(values, info.directions)
+    series = hv.history(values, info.directions)
+    return Hypervolume(
+        tuple(t.number for t in trials), tuple(series), hv.REFERENCE, tuple(map(float, lo)), tuple(map(float, hi)), note
+    )
+
+
+def _varying(trials: list[FrozenTrial]) -> list[str]:
+    names = []
+    for k in CORE_PARAMS:
+        if all(k in t.params for t in trials) and len({repr(t.params[k]) for t in trials}) > 1:
+            names.append(k)
+    return names
+
+
+def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    runs = len({t.user_attrs.get("run", t.number) for t in trials})
+    if runs < MIN_IMPORTANCE_RUNS:
+        note = (
+            f"parameter importance needs completed trials from at least {MIN_IMPORTANCE_RUNS} training runs; "
+            f"this study has {runs}"
+        )
+        return [Importance(k, None, note) for k in info.objectives]
+    params = _varying(trials)
+    if not params:
+        return [Importance(k, None, "no searched parameter varies across the completed trials") for k in info.objectives]
+    out = []
+    for i, key in enumerate(info.objectives):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                imp = optuna.importance.get_param_importances(
+                    study,
+                    evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+                    params=params,
+                    target=lambda t, i=i: t.values[i],
+                )
+            out.append(Importance(key, {k: float(v) for k, v in imp.items()}, None))
+        except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+            log.debug("importance of %s failed: %s", key, exc)
+            out.append(Importance(key, None, f"parameter importance for {key} could not be computed: {exc}"))
+    return out
+
+
+def _parallel(study: optuna.Study, info: StudyInfo) -> tuple[list[ParallelDim], list[int]]:
+    trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
+    if not trials:
+        return [], []
+    space = info.meta.get("space", {})
+    dims = []
+    for k in CORE_PARAMS:
+        if not all(k in t.params for t in trials):
+            continue
+        vals = [t.params[k] for t in trials]
+        if isinstance(vals[0], str):
+            cats = [str(c) for c in space.get(k, {}).get("choices", [])]
+            cats += sorted({str(v) for v in vals} - set(cats))
+            dims.append(ParallelDim(k, tuple(float(cats.index(str(v))) for v in vals), tuple(cats)))
+        elif k == "lr":
+            dims.append(ParallelDim(k, tuple(float(np.log10(v)) for v in vals), log=True))
+        else:
+            dims.append(ParallelDim(k, tuple(float(v) for v in vals)))
+    for i, key in enumerate(info.objectives):
+        dims.append(ParallelDim(key, tuple(float(t.values[i]) for t in trials)))
+    return dims, [t.number for t in trials]
+
+
+def build_report(study: optuna.Study, url: str) -> Report:
+    """Read the whole report of one study. Never fails on a small or all-failed study: it adds notes."""
+    info = study_info(study)
+    rows = front_rows(study)
+    k = knee(study, rows)
+    base = baseline(study)
+    front_set = {r.trial for r in rows}
+    points = _points(study, info, front_set, k.trial if k else None)
+    notes = []
+    n_complete = sum(p.state != "failed" for p in points)
+    if not points:
+        notes.append("the study has no finished trial yet; run `effsearch tune FILE` to add some")
+    elif n_complete == 0:
+        notes.append("every trial failed; see the failures below")
+    if base is None:
+        notes.append("the dense baseline did not complete, so metric drops cannot be shown and the drop control is off")
+    if len(info.objectives) > 2 and rows:
+        notes.append(
+            f"the front is Pareto-optimal in all {len(info.objectives)} objectives; in a two-objective view some front "
+            "trials can look dominated"
+        )
+    key = info.metric_key
+    entries = []
+    for r in rows:
+        drop = None
+        if base is not None and key in r.metrics and key in base.metrics:
+            drop = metric_drop(float(r.metrics[key]), float(base.metrics[key]), info.metric_direction)
+        entries.append(FrontEntry(r, drop, k is not None and r.trial == k.trial, export_command(info.name, url, r.trial)))
+    hyper = _hypervolume(study, info)
+    importances = _importances(study, info)
+    dims, par_trials = _parallel(study, info)
+    if not dims:
+        notes.append("parallel coordinates need at least one completed trial")
+    return Report(
+        info=info,
+        storage=display_url(url),
+        points=tuple(points),
+        pairs=tuple(combinations(info.objectives, 2)),
+        front=tuple(entries),
+        baseline=base,
+        failed=tuple(failures(study)),
+        hypervolume=hyper,
+        importances=tuple(importances),
+        parallel=tuple(dims),
+        parallel_trials=tuple(par_trials),
+        notes=tuple(notes),
+    )
