@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -218,6 +221,35 @@ def ort_session(path: str | Path, threads: int = 1, providers: list[str] | None 
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"])
 
 
+class _Captured:
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(mode="w+b")
+
+    def read(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode(errors="replace")[-8000:]
+
+
+@contextmanager
+def _captured_output() -> Iterator[_Captured]:
+    """Send what the exporter's C++ side prints (a graph dump on failure) to a buffer, not the user's terminal."""
+    captured = _Captured()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(captured.file.fileno(), 1)
+        os.dup2(captured.file.fileno(), 2)
+        yield captured
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def export_onnx(module: torch.nn.Module, batch: torch.Tensor, path: Path, rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
     """Export with a dynamic batch axis, check the graph, and compare onnxruntime with torch on `batch`.
 
@@ -230,7 +262,7 @@ def export_onnx(module: torch.nn.Module, batch: torch.Tensor, path: Path, rtol: 
     batch = batch.cpu()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with warnings.catch_warnings(), torch.no_grad(), plain_attention():
+        with warnings.catch_warnings(), torch.no_grad(), plain_attention(), _captured_output() as captured:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _lean_copy(module),
@@ -246,7 +278,7 @@ def export_onnx(module: torch.nn.Module, batch: torch.Tensor, path: Path, rtol: 
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TrialError(f"ONNX export failed: {type(exc).__name__}: {first}") from exc
+        raise TrialError(f"ONNX export failed: {type(exc).__name__}: {first}", captured.read()) from exc
     # The reference is the user's module itself, with torch's own attention, so parity covers the lean copy too.
     with torch.no_grad(), plain_attention():
         expected = module(batch).numpy()

@@ -55,6 +55,11 @@ class Dimension:
             return len(self.choices) == 1
         return self.low == self.high
 
+    def allows(self, value: Any) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        return float(self.low) <= float(value) <= float(self.high)
+
     def distribution(self) -> BaseDistribution:
         if self.choices is not None:
             return CategoricalDistribution(self.choices)
@@ -140,10 +145,14 @@ class SearchSpace:
         return params
 
     def baseline(self) -> dict[str, Any]:
-        """The dense fp32 baseline: every dimension at its default, no pruning."""
+        """The dense fp32 baseline: every dimension at its default, no pruning.
+
+        Where the space leaves out no pruning or fp32, the baseline takes the dimension's default instead.
+        """
         base = {name: dim.default for name, dim in self.dims.items()}
-        base["prune_ratio"] = 0.0
-        base["precision"] = "fp32" if "fp32" in self.precisions else self.precisions[0]
+        for name, value in (("prune_ratio", 0.0), ("precision", "fp32")):
+            if self.dims[name].allows(value):
+                base[name] = value
         return base
 
     def distributions(self) -> dict[str, BaseDistribution]:

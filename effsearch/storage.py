@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -16,6 +17,8 @@ from effsearch.errors import StudyError
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "study_names", "pick_study_name", "artifacts_root"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///studies/effsearch.db"
 
@@ -54,6 +57,20 @@ def artifacts_root(url: str) -> Path:
     return Path("studies").resolve()
 
 
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose heartbeat survives a dropped connection: a missed beat, not a dead thread.
+
+    Optuna beats from a bare thread: one error there prints a traceback and stops the beats for good, so
+    the trial would later be failed as lost while its run goes on. The next beat reconnects (pool_pre_ping).
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:
+            log.warning("missed a heartbeat (%s); retrying at the next one", type(exc).__name__)
+
+
 def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: int | None = 30) -> optuna.storages.BaseStorage:
     """Optuna's RDB storage with heartbeats, so a killed worker's trial does not stay RUNNING.
 
@@ -68,7 +85,7 @@ def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: in
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1) if heartbeat_interval else None
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
+            return _RDBStorage(
                 url,
                 engine_kwargs=kwargs,
                 heartbeat_interval=heartbeat_interval,

@@ -317,6 +317,9 @@ class Tuner:
             raise
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted")
+            if trial.user_attrs.get("baseline"):
+                # Every study starts from its baseline: queue it again for the next `tune`.
+                self.study.enqueue_trial(self.space.baseline(), user_attrs={"baseline": True})
             raise
         trial.set_user_attr("timing", result.timing)
         trial.set_user_attr("prune_achieved", result.lead.prune.achieved if result.lead.prune else 0.0)
@@ -401,7 +404,9 @@ class Tuner:
                     t0 = time.perf_counter()
                     self.study.optimize(self._objective, n_trials=1, catch=(TrialError,), gc_after_trial=False)
                     self.run_walls.append(time.perf_counter() - t0)
+                    here += 1
                     lost_connections = 0
+                    trials = self.study.get_trials(deepcopy=False)  # in the try: the storage may drop us here too
                 except Exception as exc:
                     if not _is_connection_error(exc) or lost_connections >= 5:
                         raise
@@ -411,8 +416,6 @@ class Tuner:
                     log.warning("storage connection lost (%s); reconnecting (%d/5)", type(exc).__name__, lost_connections)
                     time.sleep(min(2.0**lost_connections, 10.0))
                     continue
-                here += 1
-                trials = self.study.get_trials(deepcopy=False)
                 mine = [t for t in trials if t.number == self._lead_number]
                 for t in mine:
                     if t.state == TrialState.FAIL:

@@ -54,9 +54,12 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
     path = Path(user_file)
     t0 = time.perf_counter()
     try:
-        uf = load_user_file(path)
+        from effsearch.train.preload import cached
+
+        # Forked from a server that already loaded the file and its data: reuse them (copy-on-write).
+        uf, datasets = cached(str(path)) or (load_user_file(path), None)
         t1 = time.perf_counter()
-        datasets = tuple(uf.registration.data())
+        datasets = datasets or tuple(uf.registration.data())
         t2 = time.perf_counter()
         store = dist.TCPStore("127.0.0.1", store_port, None, False, timeout=timedelta(seconds=timeout_s))
     except BaseException as exc:  # reported to the driver, which names the file

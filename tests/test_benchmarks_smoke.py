@@ -1,0 +1,60 @@
+"""The benchmarks' own arithmetic: hypervolume against optuna's, and interleaved latency ratios."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from optuna._hypervolume import compute_hypervolume
+
+from effsearch.onnx_export import export_onnx
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def placement():
+    return _load("prune_placement")
+
+
+def test_2d_hypervolume_matches_optuna(placement) -> None:
+    rng = np.random.default_rng(0)
+    ref = np.array([1.0, 1.0])
+    for _ in range(20):
+        pts = rng.uniform(0, 1, size=(int(rng.integers(1, 12)), 2))
+        assert placement.hv2(pts, ref) == pytest.approx(compute_hypervolume(pts, ref))
+    assert placement.hv2(np.array([[0.0, 0.5], [0.5, 0.0]]), ref) == pytest.approx(0.75)
+
+
+def test_hypervolume_of_runs_uses_the_fixed_reference(placement) -> None:
+    run = placement.Run
+    dense = 1000
+    runs = [run(1, {}, 0.99, 1000, 1.0), run(2, {}, 0.95, 500, 1.0), run(3, {}, 0.85, 100, 1.0)]
+    # Accuracy 0.85 lies beyond the reference accuracy 0.90 and adds nothing.
+    expected = (0.99 - 0.90) * (1.1 - 1.0) + (0.95 - 0.90) * (1.0 - 0.5)
+    assert placement.hypervolume(runs, dense, (0.90, 1.1)) == pytest.approx(expected)
+    assert placement.hypervolume(runs[2:], dense, (0.90, 1.1)) == 0.0
+
+
+def test_interleaved_latency_gives_one_for_the_baseline(tmp_path: Path) -> None:
+    compression = _load("compression")
+    x = torch.rand(4, 16)
+    paths = {
+        0: export_onnx(torch.nn.Linear(16, 4), x, tmp_path / "small.onnx").path,
+        1: export_onnx(torch.nn.Sequential(torch.nn.Linear(16, 256), torch.nn.Linear(256, 4)), x, tmp_path / "big.onnx").path,
+    }
+    timed = compression.interleaved(paths, 0, x[:1].numpy(), blocks=3, calls=20, warmup=5, threads=1)
+    assert timed[0].ratio == 1.0 and len(timed[0].block_p50_ms) == 3
+    assert timed[1].p50_ms > 0 and timed[1].ratio_lo <= timed[1].ratio <= timed[1].ratio_hi
