@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from effsearch.cli.app import StorageOpt, app, err, is_debug, log, out, print_failures
 
-DEFAULT_TRIALS = 20
+DEFAULT_TRIALS = 40
 
 
 @app.command()
