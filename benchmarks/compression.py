@@ -44,17 +44,6 @@ GOAL_LATENCY = 0.5
 GOAL_SIZE = 0.3
 
 
-def passive_omp() -> None:
-    """Make the training ranks' OpenMP threads wait passively; call before the worker pool starts.
-
-    Ranks of a world_size=1 run get torch with 2 OpenMP threads; on this shared 2-core machine OpenMP's
-    spin-waiting made their epochs 15-30x slower (0.7-1.1 s per epoch with 1 thread, 15-30 s with 2 at a
-    load average of ~17; 1.4 s with passive waiting). It changes no metric and no FLOPs, nor onnxruntime's
-    latency (its own thread pool, one thread). The rank processes inherit the environment when they start.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 @dataclass(frozen=True)
 class Timed:
     """Re-measured latency of one artifact: median of per-block medians, and of per-block ratios to the baseline."""
@@ -156,10 +145,9 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    passive_omp()
 
     name = args.study or "digits-cnn-compression"
-    print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} for the training ranks; timings on a shared 2-core machine")
+    print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} for the training ranks; timings on a shared 2-core machine")
     with tempfile.TemporaryDirectory() as tmp:
         url = resolve_url(args.storage or f"sqlite:///{tmp}/compression.db")
         storage = open_storage(url, None, None)

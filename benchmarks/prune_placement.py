@@ -41,17 +41,6 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "digits_cnn.py"
 MODES = ("start", "finetune")
 
 
-def passive_omp() -> None:
-    """Make the training ranks' OpenMP threads wait passively; call before the worker pool starts.
-
-    Ranks of a world_size=1 run get torch with 2 OpenMP threads; on this shared 2-core machine OpenMP's
-    spin-waiting made their epochs 15-30x slower (0.7-1.1 s per epoch with 1 thread, 15-30 s with 2 at a
-    load average of ~17; 1.4 s with passive waiting). It changes no metric and no FLOPs, nor onnxruntime's
-    latency (its own thread pool, one thread). The rank processes inherit the environment when they start.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
 @dataclass(frozen=True)
 class Run:
     """One completed training run of a study: its configuration and what it measured."""
@@ -156,7 +145,6 @@ def main() -> None:
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    passive_omp()
     uf = load_user_file(args.file)
     info, datasets = probe(uf)
     epochs = args.epochs or uf.registration.epochs
@@ -165,7 +153,7 @@ def main() -> None:
     ft_epochs = min(epochs - 1, max(1, round(epochs * frac)))
     print(f"{uf.name}: {len(args.seeds)} seeds x 2 placements x {args.runs} runs, {epochs} epochs per run "
           f"(finetune: {epochs - ft_epochs} dense + {ft_epochs} fine-tune), fp32, world size 1, objectives accuracy, flops; "
-          f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}; shared 2-core machine, other jobs running")
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}; shared 2-core machine, other jobs running")
     t_all = time.perf_counter()
     results: dict[tuple[int, str], list[Run]] = {}
     walls: dict[tuple[int, str], float] = {}

@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,49 @@ def write_user_file(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return write
+
+
+# -- PostgreSQL (on 127.0.0.1:5432, trust auth; .ci/run starts it) ------------------------------------
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+
+
+def _drop_connections(admin, db: str) -> int:
+    """Terminate every connection to db except the admin one; returns how many were dropped."""
+    row = admin.execute(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (db,),
+    ).fetchone()
+    return int(row[0])
+
+
+@pytest.fixture(scope="module")
+def pg_db():
+    """A fresh database for the test module (its name), dropped afterwards. Missing PostgreSQL fails in CI."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"effsearch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        message = f"no PostgreSQL on 127.0.0.1:5432 ({str(exc).strip()}); .ci/run starts it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            _drop_connections(admin, name)
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def drop_connections() -> Iterator[Callable[[str], int]]:
+    """A function that terminates every connection to a database and returns how many it dropped."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        yield lambda db: _drop_connections(admin, db)

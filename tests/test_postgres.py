@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,46 +26,6 @@ USERFILES = Path(__file__).resolve().parent / "userfiles"
 TINY = USERFILES / "tiny_mlp.py"
 FAULTY = USERFILES / "faulty_mlp.py"
 SPACE = 'world_size = 1\nbatch_size = 128\n\n[precision]\nchoices = ["fp32"]\n'
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
-
-
-def _terminate(admin, db: str) -> int:
-    """Drop every connection to db (but the admin one); returns how many were dropped."""
-    row = admin.execute(
-        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE datname = %s AND pid <> pg_backend_pid()",
-        (db,),
-    ).fetchone()
-    return int(row[0])
-
-
-@pytest.fixture(scope="module")
-def pg_db() -> Iterator[str]:
-    """A fresh database for this module: its name."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"effsearch_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({str(exc).strip()}); .ci/run starts it")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            _terminate(admin, name)
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-@pytest.fixture
-def admin():
-    import psycopg
-
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        yield conn
-
-
 @pytest.fixture
 def space(tmp_path: Path) -> Path:
     path = tmp_path / "space.toml"
@@ -148,7 +107,7 @@ def test_four_workers_started_together_share_one_study_and_its_total(pg_db, spac
 
 @pytest.mark.slow
 def test_dropped_database_connections_lose_no_finished_trial_and_the_study_finishes(
-    pg_db, space, procs, admin, run_cli, tmp_path
+    pg_db, space, procs, drop_connections, run_cli, tmp_path
 ) -> None:
     # Each run's one training step sleeps 1 s, so the connections are dropped while runs are under way.
     env = {"EFFSEARCH_FAULT": "slow", "EFFSEARCH_FAULT_SLEEP": "1", "EFFSEARCH_FAULT_DIR": str(tmp_path)}
@@ -169,13 +128,13 @@ def test_dropped_database_connections_lose_no_finished_trial_and_the_study_finis
         assert driver.poll() is None, (tmp_path / "tune.err").read_text()
         assert time.monotonic() < deadline, "no run completed within 180 s"
         time.sleep(0.5)
-    dropped = _terminate(admin, pg_db)
+    dropped = drop_connections(pg_db)
     time.sleep(1.5)
-    dropped += _terminate(admin, pg_db)
+    dropped += drop_connections(pg_db)
     # Then a burst, so that some drop lands inside a query rather than on an idle pooled connection.
     burst_end = time.monotonic() + 3
     while time.monotonic() < burst_end and driver.poll() is None:
-        dropped += _terminate(admin, pg_db)
+        dropped += drop_connections(pg_db)
         time.sleep(0.05)
     code = driver.wait(timeout=240)
     stderr = (tmp_path / "tune.err").read_text()

@@ -6,8 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -20,7 +18,6 @@ USERFILES = Path(__file__).resolve().parent / "userfiles"
 TINY = USERFILES / "tiny_mlp.py"
 STUDY = "tiny-mlp"
 SPACE = 'world_size = 1\nbatch_size = 128\n\n[precision]\nchoices = ["fp32"]\n'
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 
 
 def effsearch(cwd: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
@@ -107,27 +104,6 @@ def test_delete_with_yes_removes_the_study_and_its_artifacts(sqlite_study) -> No
 
 
 # -- redaction on PostgreSQL -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_db() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"effsearch_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(ADMIN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({str(exc).strip()}); .ci/run starts it")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (name,),
-            )
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 @pytest.mark.postgres
