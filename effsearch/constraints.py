@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,7 +36,8 @@ class Constraints:
         if self.max_latency_ms is not None:
             out.append(float(metrics["latency_ms"]) - self.max_latency_ms)
         if self.max_metric_drop is not None:
-            drop = 0.0 if baseline is None else metric_drop(float(metrics[metric_key]), baseline, direction)
+            # Without a baseline the drop cannot be judged: count the limit as not met.
+            drop = math.inf if baseline is None else metric_drop(float(metrics[metric_key]), baseline, direction)
             out.append(drop - self.max_metric_drop)
         if self.max_size_mb is not None:
             out.append(float(metrics["size_bytes"]) / 1e6 - self.max_size_mb)

@@ -23,19 +23,17 @@ log = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///studies/effsearch.db"
 
 
-def resolve_url(url: str | None) -> str:
+def resolve_url(url: str | None, create: bool = False) -> str:
     """The storage URL to use: the default SQLite file under the working directory, made absolute.
 
-    A plain `postgresql://` URL gets the psycopg 3 driver.
+    A plain `postgresql://` URL gets the psycopg 3 driver. create: make a SQLite file's folder (tune only).
     """
     url = url or DEFAULT_STORAGE
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+    if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
-    if url.startswith("sqlite:////"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return url
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg  # noqa: F401
@@ -46,8 +44,10 @@ def resolve_url(url: str | None) -> str:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """The URL with any password replaced by ***: in the user-info part and as a `password=` query key."""
+    # The user info ends at the LAST '@' before the host, so a password holding '@' is masked whole.
+    url = re.sub(r"(://[^:/@?#]+:)[^/?#]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def artifacts_root(url: str) -> Path:

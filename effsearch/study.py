@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import math
 import os
 import platform
 import shutil
@@ -79,6 +80,13 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid with no passwd entry (containers run with -u)
+        return None
+
+
 def environment(latency_threads: int) -> dict[str, Any]:
     """Host, CPU, thread settings and library versions, recorded on the study."""
     import torch
@@ -86,7 +94,7 @@ def environment(latency_threads: int) -> dict[str, Any]:
     libs = ("effsearch", "torch", "optuna", "onnx", "onnxruntime", "torch-pruning", "fvcore", "numpy")
     return {
         "host": socket.gethostname(),
-        "user": getpass.getuser(),
+        "user": _user(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": cpu_model(),
@@ -173,6 +181,7 @@ class Tuner:
         s = self.s
         sampler = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=8)
         directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]
+        meta = self._meta()  # before the study exists: a failure here must not leave a half-made study
         try:
             self.storage.create_new_study(directions, s.study_name)
             created = True
@@ -186,7 +195,7 @@ class Tuner:
             # The first run of a new study is the dense fp32 baseline with default training parameters.
             study.enqueue_trial(s.space.baseline(), user_attrs={"baseline": True})
             # Written last: other workers wait for it before they start.
-            study.set_user_attr("effsearch", self._meta())
+            study.set_user_attr("effsearch", meta)
         else:
             deadline = time.monotonic() + 30
             while "effsearch" not in study.user_attrs and time.monotonic() < deadline:
@@ -249,9 +258,13 @@ class Tuner:
 
     def _values(self, metrics: dict[str, Any]) -> list[float]:
         try:
-            return [float(metrics[k]) for k in self.s.objectives]
+            values = [float(metrics[k]) for k in self.s.objectives]
         except KeyError as exc:
             raise TrialError(f"objective {exc.args[0]!r} was not measured") from exc
+        for key, value in zip(self.s.objectives, values):
+            if not math.isfinite(value):
+                raise TrialError(f"objective {key!r} is {value}, not a finite number; check the metric function")
+        return values
 
     def _trial_dir(self, number: int) -> Path:
         return self.artifacts / f"trial-{number}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -48,7 +49,9 @@ def dashboard(
     from effsearch.storage import artifacts_root
 
     st, url = load_study(study, storage)
-    path = output if output is not None else artifacts_root(url) / f"{st.study_name}-report.html"
+    # The default name comes from the storage: keep it a plain file name inside studies/.
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", st.study_name).lstrip(".") or "study"
+    path = output if output is not None else artifacts_root(url) / f"{safe}-report.html"
     report = build_report(st, url)
     page = render_html(report)
     path = path.expanduser().absolute()

@@ -24,7 +24,7 @@ def pareto(
     st, _ = load_study(study, storage)
     rows = front_rows(st)
     if as_json:
-        sys.stdout.write(json.dumps([row_json(r) for r in rows], indent=2) + "\n")
+        sys.stdout.write(json.dumps([row_json(r) for r in rows], indent=2, allow_nan=False) + "\n")
         return
     k = knee(st, rows)
     out.print(front_table(study_info(st), rows, k.trial if k else None))

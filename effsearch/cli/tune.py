@@ -56,7 +56,7 @@ def tune(
         cap = min(hw, max_world_size)
     search = load_space(space, cap).clamp_world_size(cap)
     keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
-    url = resolve_url(storage)
+    url = resolve_url(storage, create=True)
     settings = TuneSettings(
         study_name=study or uf.name,
         storage_url=url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ def study_info(study: optuna.Study) -> StudyInfo:
 
 def _row(t: FrozenTrial) -> FrontRow:
     params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
+    # The batch each run really trained with: the global batch rounded to a multiple of the world size.
+    trained = t.user_attrs.get("config", {}).get("batch_size")
+    if trained is not None and "batch_size" in params:
+        params["batch_size"] = int(trained)
     return FrontRow(
         trial=t.number,
         run=int(t.user_attrs.get("run", 0)),
@@ -119,4 +124,6 @@ def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | 
 
 def row_json(row: FrontRow) -> dict[str, Any]:
     """One element of `effsearch pareto --json` (PRODUCT.md)."""
-    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": row.metrics, "onnx": row.onnx}
+    # JSON has no NaN or infinity: a non-finite figure (a metric that is not an objective) becomes null.
+    metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.metrics.items()}
+    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx}
