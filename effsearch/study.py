@@ -307,6 +307,15 @@ class Tuner:
         return self._values(metrics)
 
     def _objective(self, trial: optuna.Trial) -> list[float]:
+        """One training run; every failure it sees is recorded with its reason (a trial without one was lost)."""
+        try:
+            return self._run(trial)
+        except TrialError as exc:
+            if "fail_reason" not in trial.user_attrs:
+                trial.set_user_attr("fail_reason", str(exc))
+            raise
+
+    def _run(self, trial: optuna.Trial) -> list[float]:
         self._lead_number = trial.number
         params = self.space.suggest(trial)
         trial.set_user_attr("lead", True)
