@@ -21,22 +21,40 @@ def examples() -> Path:
     return EXAMPLES
 
 
+def effsearch(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `effsearch ARGS` (the real command line) in cwd; returns the completed process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "effsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
+
+
+@pytest.fixture(scope="session")
+def cli() -> Callable[..., subprocess.CompletedProcess]:
+    """`effsearch` as a function of (*args, cwd=..., timeout=..., env=...)."""
+    return effsearch
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `effsearch ARGS` in tmp_path (so the default storage lands there); returns the completed process."""
 
     def run(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        return subprocess.run(
-            [sys.executable, "-m", "effsearch", *args],
-            cwd=cwd or tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=full_env,
-        )
+        return effsearch(*args, cwd=cwd or tmp_path, timeout=timeout, env=env)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def digits_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A real two-run study on the digits CNN, made once for the session: (working directory, storage URL).
+
+    Tests that use it only read it; one that edits a study works on a copy.
+    """
+    cwd = tmp_path_factory.mktemp("digits-study")
+    r = effsearch("tune", str(EXAMPLES / "digits_cnn.py"), "--trials", "2", "--epochs", "1", cwd=cwd)
+    assert r.returncode == 0, r.stderr
+    return cwd, f"sqlite:///{cwd / 'studies' / 'effsearch.db'}"
 
 
 @pytest.fixture

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +23,6 @@ DIGITS = ROOT / "examples" / "digits_cnn.py"
 STUDY = "digits-cnn"
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "effsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A real two-run study on the digits, made once for this file: (working directory, storage URL)."""
-    cwd = tmp_path_factory.mktemp("export-study")
-    r = cli("tune", str(DIGITS), "--trials", "2", "--epochs", "1", cwd=cwd)
-    assert r.returncode == 0, r.stderr
-    return cwd, f"sqlite:///{cwd / 'studies' / 'effsearch.db'}"
-
 
 def _study(url: str) -> optuna.Study:
     return optuna.load_study(study_name=STUDY, storage=url)
@@ -53,8 +38,8 @@ def _one_line_error(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def test_export_by_trial_writes_a_verified_model_and_card(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_export_by_trial_writes_a_verified_model_and_card(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     study = _study(url)
     row = front_rows(study)[0]
     out = tmp_path / "ship" / "to" / "digits.onnx"  # parents do not exist yet
@@ -101,15 +86,15 @@ def test_export_by_trial_writes_a_verified_model_and_card(made: tuple[Path, str]
         np.testing.assert_array_equal(y, ref.run(None, {"input": x[:n]})[0])
 
 
-def test_export_by_knee(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_export_by_knee(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     r = cli("export", "--pick", "knee", "-o", "knee.onnx", "--storage", url, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert _card(tmp_path / "knee.onnx")["trial"] == knee(_study(url)).trial
 
 
-def test_export_by_constraints_picks_the_best_metric_within_them(made: tuple[Path, str]) -> None:
-    cwd, url = made
+def test_export_by_constraints_picks_the_best_metric_within_them(cli, digits_study: tuple[Path, str]) -> None:
+    cwd, url = digits_study
     study = _study(url)
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     lats = sorted(t.user_attrs["metrics"]["latency_ms"] for t in complete)
@@ -132,8 +117,8 @@ def test_export_by_constraints_picks_the_best_metric_within_them(made: tuple[Pat
     assert card["metrics"]["accuracy"] == best and card["metric"]["drop_from_baseline"] <= drop
 
 
-def test_impossible_constraint_lists_the_closest_trials(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_impossible_constraint_lists_the_closest_trials(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     r = cli("export", "--storage", url, "--max-latency-ms", "0.000001", "-o", "x.onnx", cwd=tmp_path)
     assert r.returncode == 1
     line = _one_line_error(r)
@@ -144,8 +129,8 @@ def test_impossible_constraint_lists_the_closest_trials(made: tuple[Path, str], 
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_usage_errors(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_usage_errors(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     for args in ([], ["--trial", "1", "--pick", "knee"], ["--pick", "best"], ["--trial", "2", "--max-size-mb", "1"]):
         r = cli("export", "--storage", url, *args, "-o", "x.onnx", cwd=tmp_path)
         assert r.returncode == 2, (args, r.stderr)
@@ -154,8 +139,8 @@ def test_usage_errors(made: tuple[Path, str], tmp_path: Path) -> None:
     assert r.returncode == 1 and "no trial 999" in _one_line_error(r)
 
 
-def test_refuses_to_overwrite_without_force(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_refuses_to_overwrite_without_force(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     out = tmp_path / "model.onnx"
     out.write_bytes(b"keep me")
     r = cli("export", "--storage", url, "--pick", "knee", "-o", str(out), cwd=tmp_path)
@@ -174,8 +159,8 @@ def _copy_storage(cwd: Path, dst: Path) -> str:
     return f"sqlite:///{dst}"
 
 
-def test_refuses_an_artifact_outside_the_study_directory(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_refuses_an_artifact_outside_the_study_directory(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     row = front_rows(_study(url))[0]
     planted = tmp_path / "elsewhere" / "model.onnx"
     planted.parent.mkdir()
@@ -195,8 +180,8 @@ def test_refuses_an_artifact_outside_the_study_directory(made: tuple[Path, str],
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_verification_catches_changed_data(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_verification_catches_changed_data(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     changed = tmp_path / "digits_other_split.py"
     changed.write_text(DIGITS.read_text().replace("random_state=0", "random_state=1"))
     row = front_rows(_study(url))[0]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,8 +16,6 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-DIGITS = ROOT / "examples" / "digits_cnn.py"
 STUDY = "digits-cnn"
 CHROMIUM = os.environ.get("EFFSEARCH_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("EFFSEARCH_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -35,11 +31,6 @@ def _missing(what: str) -> None:
     if os.environ.get("CI", "").lower() in ("true", "1"):
         pytest.fail(f"{what}; CI must install Debian's chromium and chromium-driver (and selenium) for this test")
     pytest.skip(what)
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "effsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +60,11 @@ def driver() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The HTML report of a real two-run study on the digits, made once for this file."""
-    cwd = tmp_path_factory.mktemp("browser-study")
-    r = cli("tune", str(DIGITS), "--trials", "2", "--epochs", "1", cwd=cwd)
-    assert r.returncode == 0, r.stderr
-    out = cwd / "report.html"
-    r = cli("dashboard", "-o", str(out), cwd=cwd)
+def report(cli, digits_study: tuple[Path, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The HTML report of the session's two-run digits study, written once for this file."""
+    cwd, url = digits_study
+    out = tmp_path_factory.mktemp("browser") / "report.html"
+    r = cli("dashboard", "--storage", url, "-o", str(out), cwd=cwd)
     assert r.returncode == 0, r.stderr
     return out
 

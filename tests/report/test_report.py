@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import subprocess
@@ -23,23 +22,8 @@ from effsearch.report.front import front_rows, knee
 from effsearch.report.html import render_html
 from effsearch.report.info import MIN_IMPORTANCE_RUNS, build_report, display_url, export_command
 
-ROOT = Path(__file__).resolve().parents[2]
-DIGITS = ROOT / "examples" / "digits_cnn.py"
 STUDY = "digits-cnn"
 
-
-def cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "effsearch", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A real two-run study on the digits, made once for this file: (working directory, storage URL)."""
-    cwd = tmp_path_factory.mktemp("report-study")
-    r = cli("tune", str(DIGITS), "--trials", "2", "--epochs", "1", cwd=cwd)
-    assert r.returncode == 0, r.stderr
-    return cwd, f"sqlite:///{cwd / 'studies' / 'effsearch.db'}"
 
 
 # -- hypervolume --------------------------------------------------------------------------------
@@ -168,8 +152,8 @@ def test_export_command_redacts_passwords() -> None:
 # -- a real study --------------------------------------------------------------------------------
 
 
-def test_report_data_of_a_real_study(made: tuple[Path, str]) -> None:
-    cwd, url = made
+def test_report_data_of_a_real_study(digits_study: tuple[Path, str]) -> None:
+    cwd, url = digits_study
     study = optuna.load_study(study_name=STUDY, storage=url)
     report = build_report(study, url)
     trials = study.get_trials(deepcopy=False)
@@ -188,8 +172,8 @@ def test_report_data_of_a_real_study(made: tuple[Path, str]) -> None:
     assert names[7:] == list(report.info.objectives)
 
 
-def test_dashboard_writes_the_default_report(made: tuple[Path, str]) -> None:
-    cwd, url = made
+def test_dashboard_writes_the_default_report(cli, digits_study: tuple[Path, str]) -> None:
+    cwd, url = digits_study
     r = cli("dashboard", cwd=cwd)
     assert r.returncode == 0, r.stderr
     page_path = cwd / "studies" / f"{STUDY}-report.html"
@@ -205,8 +189,8 @@ def test_dashboard_writes_the_default_report(made: tuple[Path, str]) -> None:
     assert 'id="max-latency"' in page and 'id="max-drop"' in page
 
 
-def test_dashboard_out_option_and_errors(made: tuple[Path, str], tmp_path: Path) -> None:
-    cwd, url = made
+def test_dashboard_out_option_and_errors(cli, digits_study: tuple[Path, str], tmp_path: Path) -> None:
+    cwd, url = digits_study
     target = tmp_path / "deep" / "er" / "r.html"
     r = cli("dashboard", "--storage", url, "--study", STUDY, "-o", str(target), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -227,9 +211,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_serve_binds_loopback(made: tuple[Path, str]) -> None:
+def test_serve_binds_loopback(digits_study: tuple[Path, str]) -> None:
     pytest.importorskip("optuna_dashboard")
-    cwd, url = made
+    cwd, url = digits_study
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "effsearch", "dashboard", "--serve", "--port", str(port)],
