@@ -30,11 +30,13 @@ import optuna
 
 from effsearch.measure.metric import stack_dataset
 from effsearch.objectives import parse_objectives
-from effsearch.onnx_export import INPUT_NAME, ort_session
-from effsearch.report.front import FrontRow, _row, baseline, front_rows, study_info
+from effsearch.onnx_export import INPUT_NAME
+from effsearch.runtime import ort_session
+from effsearch import record
+from effsearch.report.front import FrontRow, baseline, front_rows, row_of, study_info
 from effsearch.space import load_space
 from effsearch.storage import open_storage, resolve_url, study_names
-from effsearch.study import TuneSettings, Tuner
+from effsearch.study import TuneSettings, tune
 from effsearch.train.pool import hardware_world_sizes
 from effsearch.userfile import load_user_file, probe
 
@@ -103,7 +105,7 @@ def _run_study(args: argparse.Namespace, url: str, name: str, artifacts: Path | 
         epochs=args.epochs or uf.registration.epochs, seed=args.seed, artifacts=artifacts,
     )
     t0 = time.perf_counter()
-    summary = Tuner(uf, info, settings).run(datasets)
+    _, summary = tune(settings, uf=uf, probe=info, datasets=datasets)
     print(f"study {name}: {summary.runs_done} training runs ({summary.runs_here} here, {summary.failed_here} failed) "
           f"in {time.perf_counter() - t0:.0f} s, {len(summary.study.trials)} trials (one per precision per run)")
     return summary.study
@@ -121,8 +123,8 @@ def _fmt_row(label: str, row: FrontRow, key: str, base_metric: float, t: Timed, 
 
 def _run_rows(study: optuna.Study, run: int) -> list[FrontRow]:
     """Every completed precision of one training run, front or not."""
-    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return [_row(t) for t in done if int(t.user_attrs.get("run", -1)) == run]
+    done = record.read_all(study, states=(optuna.trial.TrialState.COMPLETE,))
+    return [row_of(t) for t in done if t.run == run]
 
 
 def main() -> None:

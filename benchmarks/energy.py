@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from effsearch.pipeline import Measurer, run_training
+from effsearch.measure.artifact import Measurer
+from effsearch.pipeline import run_training
 from effsearch.plugins import choose_latency_target, plugins_of_kind
 from effsearch.space import TrainConfig
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes

@@ -20,7 +20,8 @@ import optuna
 
 from effsearch.objectives import parse_objectives
 from effsearch.space import load_space
-from effsearch.study import TuneSettings, Tuner
+from effsearch import record
+from effsearch.study import TuneSettings, tune
 from effsearch.train.pool import hardware_world_sizes
 from effsearch.userfile import load_user_file, probe
 
@@ -50,26 +51,24 @@ def main() -> None:
                 study_name=f"overhead-ws{ws}", storage_url=f"sqlite:///{tmp}/b.db", trials=args.runs, space=space,
                 objectives=keys, directions=dirs, epochs=args.epochs, artifacts=Path(tmp),
             )
-            tuner = Tuner(uf, info, settings)
             t0 = time.perf_counter()
-            tuner.run(datasets)
+            _, summary = tune(settings, uf=uf, probe=info, datasets=datasets)
             total = time.perf_counter() - t0
-            leads = [t for t in tuner.study.trials if t.user_attrs.get("lead") and "timing" in t.user_attrs]
-            leads.sort(key=lambda t: t.number)
+            leads = [t for t in record.read_all(summary.study) if t.lead and t.record.timing]
             print(f"\nworld_size={ws}  (first run includes starting the rank processes)")
             print(f"{'run':>4} {'wall s':>8} {'train s':>8} {'rest s':>8} {'export':>7} {'quant':>7} {'measure':>8} {'ratio':>7}")
             rest, ratios = [], []
             # A run's wall time is the whole optimize() call: Optuna bookkeeping, process start, training,
             # export, every precision, measurement and recording.
-            for i, (t, wall) in enumerate(zip(leads, tuner.run_walls)):
-                tm = t.user_attrs["timing"]
+            for i, (t, wall) in enumerate(zip(leads, summary.run_walls)):
+                tm = t.record.timing
                 r = wall - tm["train_s"]
                 rest.append(r)
                 ratios.append(r / tm["train_s"])
                 print(f"{i + 1:>4} {wall:8.2f} {tm['train_s']:8.2f} {r:8.2f} {tm['export_s']:7.2f} {tm['quantize_s']:7.2f} {tm['measure_s']:8.2f} {r / tm['train_s']:7.3f}")
             print(f"median rest {statistics.median(rest):.2f} s  median ratio (wall-train)/train {statistics.median(ratios):.3f}")
             print(f"median rest after the first run {statistics.median(rest[1:] or rest):.2f} s; study wall {total:.1f} s "
-                  f"for {len(leads)} runs; rank process starts {tuner.pool_stats}")
+                  f"for {len(leads)} runs; rank process starts {summary.pool_starts}")
 
 
 def rank_start(file: Path, repeats: int = 5) -> None:

@@ -30,10 +30,12 @@ import numpy as np
 import optuna
 from optuna._hypervolume import compute_hypervolume
 
-from effsearch.pipeline import Measurer, run_training
+from effsearch import record
+from effsearch.measure.artifact import Measurer
+from effsearch.pipeline import run_training
 from effsearch.plugins import choose_energy_meter, choose_latency_target
 from effsearch.space import TrainConfig, load_space
-from effsearch.study import TuneSettings, Tuner
+from effsearch.study import TuneSettings, tune
 from effsearch.train.pool import WorkerPool, available_cores
 from effsearch.userfile import load_user_file, probe
 
@@ -86,13 +88,13 @@ def study(uf, info, datasets, tmp: Path, seed: int, mode: str, runs: int, epochs
         epochs=epochs, seed=seed, artifacts=tmp,
     )
     t0 = time.perf_counter()
-    summary = Tuner(uf, info, settings).run(datasets)
+    _, summary = tune(settings, uf=uf, probe=info, datasets=datasets)
     wall = time.perf_counter() - t0
     out = []
-    for t in summary.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        m = t.user_attrs["metrics"]
-        train_s = float(t.user_attrs["timing"]["train_s"])
-        out.append(Run(int(t.user_attrs["run"]), dict(t.params), float(m["accuracy"]), int(m["flops"]), train_s))
+    for t in record.read_all(summary.study, states=(optuna.trial.TrialState.COMPLETE,)):
+        m = t.metrics
+        train_s = float(m["train_s"])
+        out.append(Run(t.run, dict(t.params), float(m["accuracy"]), int(m["flops"]), train_s))
     failed = runs - len(out)
     if failed:
         print(f"  seed {seed} {mode}: {failed} run(s) failed")

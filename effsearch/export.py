@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 
+from effsearch import record
 from effsearch.constraints import metric_drop
 from effsearch.errors import ExportError, UserFileError
 from effsearch.report.front import FrontRow, baseline, study_info
@@ -81,7 +82,7 @@ def source_artifact(study: optuna.Study, row: FrontRow) -> Path:
 
     The check keeps an edited (or shared, untrusted) storage from making export copy any file it names.
     """
-    meta = study.user_attrs.get("effsearch", {})
+    meta = record.read_meta(study)
     if not row.onnx:
         raise ExportError(f"trial {row.trial} recorded no ONNX file; choose another trial")
     if not meta.get("artifacts"):
@@ -132,16 +133,12 @@ def _validation(uf: Any) -> Any:
     return stack_dataset(val)
 
 
-def _lead_attr(study: optuna.Study, row: FrontRow, key: str) -> Any:
-    """A run-level attribute recorded on the run's lead trial (the other precisions share its model)."""
-    trials = study.get_trials(deepcopy=False)
-    own = trials[row.trial].user_attrs if row.trial < len(trials) else {}
-    if key in own:
-        return own[key]
-    lead = own.get("run_trial")
-    if lead is not None and int(lead) < len(trials):
-        return trials[int(lead)].user_attrs.get(key)
-    return None
+def _run_record(study: optuna.Study, row: FrontRow) -> record.TrialRecord:
+    """The record of the run's lead trial, which holds what the run's precisions share (config, pruning)."""
+    trials = {t.number: t for t in record.read_all(study)}
+    own = trials.get(row.trial)
+    lead = trials.get(own.run_trial) if own is not None else None
+    return (lead or own).record if (lead or own) is not None else record.TrialRecord()
 
 
 def _card(study: optuna.Study, row: FrontRow, url: str, out: Path, sha256: str, inputs: list[dict[str, Any]],
@@ -152,6 +149,7 @@ def _card(study: optuna.Study, row: FrontRow, url: str, out: Path, sha256: str, 
     latency = {**_LATENCY_DEFAULTS, **{"threads": env.get("latency_threads", 1)}, **meta.get("latency", {})}
     recorded = "latency" in meta
     base = baseline(study)
+    run = _run_record(study, row)
     key = info.metric_key
     drop = None
     if base is not None and key in base.metrics and key in row.metrics:
@@ -171,9 +169,9 @@ def _card(study: optuna.Study, row: FrontRow, url: str, out: Path, sha256: str, 
         "dynamic_batch": bool(inputs) and all(isinstance(i["shape"][0], str) for i in inputs if i["shape"]),
         "precision": row.precision,
         "prune_ratio": row.params.get("prune_ratio"),
-        "prune_achieved": _lead_attr(study, row, "prune_achieved"),
+        "prune_achieved": run.prune_achieved,
         "params": row.params,
-        "training": _lead_attr(study, row, "config"),
+        "training": run.config,
         "metric": {
             "key": key,
             "direction": info.metric_direction,

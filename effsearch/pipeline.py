@@ -1,4 +1,13 @@
-"""One training run, as one obvious sequence: (prune) -> train under DDP -> export -> each precision -> measure."""
+"""One training run, in the order it happens. Stages 2 and 3 execute in the rank processes:
+
+1. start ranks      the pool's long-lived rank processes (outside the energy window)
+2. train            every rank: build the model, prune it (at the start, or after the dense epochs of
+                    `prune_when = "finetune"`), train under DDP (train/loop.py)
+3. export           rank 0, once the process group is gone: the unwrapped module to ONNX with a parity
+                    check, FLOPs and parameters counted on it (`export_trained`, below)
+4. precisions       here: make each precision of the exported model (compress/quantize.py)
+5. measure          here: metric, size, latency and inference energy of each file (measure/artifact.py)
+"""
 
 from __future__ import annotations
 
@@ -9,23 +18,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
 
+from effsearch.compress.prune import count_params
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
-from effsearch.measure.energy import energy_source
-from effsearch.measure.latency import measure_latency
-from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
+from effsearch.measure.artifact import Measurer
+from effsearch.measure.flops import FlopsReport, count_flops
+from effsearch.onnx_export import ExportReport, export_onnx
 from effsearch.space import TrainConfig
-from effsearch.train.loop import RankResult, RunSpec
+from effsearch.train.loop import RankResult, RunSpec, first_batch
 from effsearch.train.pool import WorkerPool
-from effsearch.userfile import UserFile, default_metric
 
-__all__ = ["Measurer", "PrecisionResult", "RunResult", "run_training"]
+__all__ = ["Exported", "PrecisionResult", "RunResult", "export_trained", "run_training"]
 
 log = logging.getLogger(__name__)
 
 Stage = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """Stage 3's result: the fp32 ONNX file of the trained model and what was counted on the module."""
+
+    export: ExportReport
+    export_s: float
+    flops: FlopsReport
+    param_count_torch: int
+
+
+def export_trained(module: torch.nn.Module, val_set: Any, artifact_dir: Path) -> Exported:
+    """Stage 3, in rank 0: export the trained, unwrapped module and count its FLOPs."""
+    t0 = time.perf_counter()
+    batch = first_batch(val_set, 64)
+    exported = export_onnx(module, batch, artifact_dir / "model.onnx")
+    flops = count_flops(module, batch[:1])
+    return Exported(exported, time.perf_counter() - t0, flops, count_params(module))
 
 
 @dataclass(frozen=True)
@@ -52,56 +80,41 @@ class RunResult:
     def lead(self) -> RankResult:
         return self.ranks[0]
 
-
-class Measurer:
-    """What every run is measured with, prepared once per study in the driver.
-
-    latency_threads: onnxruntime intra-op threads for latency (fixed, recorded on every trial).
-    """
-
-    def __init__(
-        self,
-        uf: UserFile,
-        datasets: tuple[Any, Any],
-        meter_cls: Any,
-        providers: list[str],
-        latency_threads: int = 1,
-        warmup: int = 50,
-        repeats: int = 300,
-        calibration_samples: int = 256,
-    ) -> None:
-        self.metric_key = uf.metric_key
-        self.metric = uf.registration.metric or default_metric
-        train, val = datasets
-        self.val: ArrayData = stack_dataset(val)
-        calib = stack_dataset(train, limit=calibration_samples).inputs
-        self.calibration = [calib[i : i + 32] for i in range(0, len(calib), 32)]
-        self.sample: np.ndarray = self.val.inputs[:1]
-        self.meter_cls = meter_cls
-        self.providers = providers
-        self.threads = latency_threads
-        self.warmup = warmup
-        self.repeats = repeats
-
     @property
-    def energy_source(self) -> str:
-        return energy_source(self.meter_cls)
+    def exported(self) -> Exported:
+        return self.ranks[0].artifact
 
-    def measure(self, path: Path, flops: int) -> dict[str, Any]:
-        """Metric, size, latency and inference energy of one ONNX file."""
-        metric = ort_metric(path, self.val, self.metric, threads=self.threads)
-        latency, joules = measure_latency(
-            path, self.sample, self.threads, self.warmup, self.repeats, self.providers, self.meter_cls()
-        )
-        infer_j = (joules or 0.0) / latency.repeats
-        return {
-            self.metric_key: metric,
-            "latency_ms": latency.p50_ms,
-            "latency_p90_ms": latency.p90_ms,
-            "size_bytes": path.stat().st_size,
-            "infer_energy_mj": infer_j * 1e3,
-            "flops_per_j": flops / infer_j if infer_j > 0 else None,
-        }
+
+def _train(pool: WorkerPool, measurer: Measurer, spec: RunSpec, timeout_s: float | None) -> tuple[list[RankResult], float, float]:
+    """Stages 2-3 on the ranks, inside the energy window: (rank results, joules, wall seconds)."""
+    meter_cls = measurer.meter_cls
+    machine_meter = meter_cls() if meter_cls.scope == "machine" else None
+    if machine_meter is not None:
+        machine_meter.start()
+    t0 = time.perf_counter()
+    ranks = pool.run(spec, spec.config.world_size, timeout_s=timeout_s)
+    wall = time.perf_counter() - t0
+    if machine_meter is not None:
+        energy = machine_meter.stop()
+    else:
+        energy = sum(r.energy_j or 0.0 for r in ranks)  # per-process meters: every rank counted once
+    return ranks, energy, wall
+
+
+def _precision(measurer: Measurer, fp32: Path, precision: str, flops: int, common: dict[str, Any]) -> tuple[PrecisionResult, float, float]:
+    """Stages 4-5 for one precision: (result, seconds making it, seconds measuring it)."""
+    t0 = time.perf_counter()
+    try:
+        path = make_precision(fp32, precision, measurer.calibration)
+    except TrialError as exc:
+        return PrecisionResult(precision, error=str(exc), structural=True), time.perf_counter() - t0, 0.0
+    t1 = time.perf_counter()
+    try:
+        metrics = measurer.measure(path, flops)
+    except Exception as exc:
+        error = f"measuring {precision} failed: {type(exc).__name__}: {exc}"
+        return PrecisionResult(precision, error=error, structural=True), t1 - t0, time.perf_counter() - t1
+    return PrecisionResult(precision, {**metrics, **common}, path), t1 - t0, time.perf_counter() - t1
 
 
 def run_training(
@@ -110,13 +123,14 @@ def run_training(
     config: TrainConfig,
     precisions: tuple[str, ...],
     artifact_dir: Path,
+    *,
     device: str = "cpu",
     threads_per_rank: int = 1,
     collective_timeout_s: float = 60.0,
     timeout_s: float | None = None,
     stage: Stage = lambda s: None,
 ) -> RunResult:
-    """Train once, then make and measure every precision of the trained model."""
+    """Train once, then make and measure every precision of the trained model (stages 1-5 above)."""
     t_start = time.perf_counter()
     meter_cls = measurer.meter_cls
     spec = RunSpec(
@@ -126,59 +140,32 @@ def run_training(
         threads_per_rank=threads_per_rank,
         collective_timeout_s=collective_timeout_s,
         meter=meter_cls.name if meter_cls.scope == "process" else None,
+        finish=export_trained,
     )
     stage("starting ranks")
-    pool.ensure(config.world_size)  # process start stays outside the energy window
+    pool.ensure(config.world_size)
     stage("training")
-    machine_meter = meter_cls() if meter_cls.scope == "machine" else None
-    if machine_meter is not None:
-        machine_meter.start()
-    t_train = time.perf_counter()
-    ranks = pool.run(spec, config.world_size, timeout_s=timeout_s)
-    run_wall = time.perf_counter() - t_train
-    if machine_meter is not None:
-        energy = machine_meter.stop()
-    else:
-        # Per-process meters: every rank counted once.
-        energy = sum(r.energy_j or 0.0 for r in ranks)
-    lead = ranks[0]
-    assert lead.export is not None and lead.flops is not None
-    fp32 = lead.export.path
+    ranks, energy, run_wall = _train(pool, measurer, spec, timeout_s)
+    exported: Exported = ranks[0].artifact
     common = {
-        "flops": lead.flops.flops,
-        "param_count": lead.flops.param_count,
+        "flops": exported.flops.flops,
+        "param_count": exported.flops.param_count,
         "energy_j": energy,
         "energy_source": measurer.energy_source,
         "train_s": max(r.train_s for r in ranks),
     }
-    results = []
-    t_quant = t_measure = 0.0
+    results, t_quant, t_measure = [], 0.0, 0.0
     for precision in precisions:
-        stage(f"{precision}")
-        t0 = time.perf_counter()
-        try:
-            path = make_precision(fp32, precision, measurer.calibration)
-        except TrialError as exc:
-            results.append(PrecisionResult(precision, error=str(exc), structural=True))
-            continue
-        t1 = time.perf_counter()
-        try:
-            metrics = measurer.measure(path, lead.flops.flops)
-        except Exception as exc:
-            results.append(PrecisionResult(precision, error=f"measuring {precision} failed: {type(exc).__name__}: {exc}", structural=True))
-            continue
-        finally:
-            t_quant += t1 - t0
-            t_measure += time.perf_counter() - t1
-        metrics = {**metrics, **common}
-        if metrics["flops_per_j"] is None:
-            metrics.pop("flops_per_j")
-        results.append(PrecisionResult(precision, metrics, path))
+        stage(precision)
+        result, made_s, measured_s = _precision(measurer, exported.export.path, precision, exported.flops.flops, common)
+        results.append(result)
+        t_quant += made_s
+        t_measure += measured_s
     timing = {
         "wall_s": time.perf_counter() - t_start,
         "train_s": common["train_s"],
         "run_s": run_wall,
-        "export_s": lead.export_s,
+        "export_s": exported.export_s,
         "quantize_s": t_quant,
         "measure_s": t_measure,
     }

@@ -88,7 +88,7 @@ def test_delete_asks_first_and_no_keeps_everything(sqlite_study) -> None:
     assert result.returncode != 0
     assert "delete study" in result.stderr
     assert STUDY in rows(effsearch(sqlite_study, "studies").stdout)
-    assert (sqlite_study / "studies" / STUDY / "trial-0" / "model.onnx").is_file()
+    assert (sqlite_study / "studies" / STUDY / "run-0" / "model.onnx").is_file()
 
 
 def test_delete_with_yes_removes_the_study_and_its_artifacts(sqlite_study) -> None:

@@ -21,7 +21,9 @@ from torch import nn
 from effsearch.compress.prune import count_heads, count_params, prune
 from effsearch.compress.quantize import make_precision
 from effsearch.measure.metric import stack_dataset
-from effsearch.onnx_export import LeanMultiheadAttention, export_onnx, lean_attention, ort_session, plain_attention
+from effsearch.attention import LeanMultiheadAttention, lean_attention, plain_attention
+from effsearch.onnx_export import export_onnx
+from effsearch.runtime import ort_session
 from effsearch.space import PRECISIONS
 from effsearch.userfile import load_user_file
 

@@ -23,6 +23,7 @@ def studies(
     import optuna
     from optuna.trial import TrialState
 
+    from effsearch.record import read_meta
     from effsearch.storage import open_storage, pick_study_name, redact, resolve_url
     from effsearch.study import runs_counted
 
@@ -33,7 +34,7 @@ def studies(
     if delete is not None:
         name = pick_study_name(st, delete, url)
         study = optuna.load_study(study_name=name, storage=st)
-        folder = study.user_attrs.get("effsearch", {}).get("artifacts")
+        folder = read_meta(study).get("artifacts")
         n = len(study.get_trials(deepcopy=False))
         where = f" and its artifacts in {folder}" if folder else ""
         if not yes and not typer.confirm(f"delete study {name!r} ({n} trials) from {redact(url)}{where}?", err=True):

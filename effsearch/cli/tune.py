@@ -42,7 +42,7 @@ def tune(
     from effsearch.report.table import front_table
     from effsearch.space import load_space
     from effsearch.storage import redact, resolve_url
-    from effsearch.study import TuneSettings, Tuner
+    from effsearch.study import TuneSettings, tune as run_study
     from effsearch.train.pool import hardware_world_sizes
     from effsearch.userfile import load_user_file, probe
 
@@ -94,8 +94,7 @@ def tune(
                 fields["front"] = front
             progress.update(task, completed=min(run, trials), **fields)
 
-        tuner = Tuner(uf, info, settings, on_stage)
-        summary = tuner.run(datasets)
+        tuner, summary = run_study(settings, uf=uf, probe=info, datasets=datasets, on_stage=on_stage)
         progress.update(task, completed=min(summary.runs_done, trials), stage="done", front=tuner.front_size())
     rows = front_rows(summary.study)
     k = knee(summary.study, rows)

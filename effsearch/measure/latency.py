@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from effsearch.onnx_export import INPUT_NAME, ort_session
+from effsearch.onnx_export import INPUT_NAME
+from effsearch.runtime import ort_session
 
 __all__ = ["LatencyReport", "measure_latency"]
 

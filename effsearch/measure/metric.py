@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from effsearch.onnx_export import INPUT_NAME, ort_session
+from effsearch.onnx_export import INPUT_NAME
+from effsearch.runtime import ort_session
 
 __all__ = ["ArrayData", "stack_dataset", "ort_outputs", "ort_metric"]
 

@@ -10,14 +10,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from effsearch import record
 from effsearch.space import CORE_PARAMS
 
-__all__ = ["StudyInfo", "FrontRow", "study_info", "front_rows", "knee", "failures", "baseline", "row_json"]
-
-
-# Our code records a reason on every failure it sees; a failed trial without one was failed by
-# Optuna's heartbeat check after its worker stopped.
-LOST = "worker lost: its process stopped beating (killed, or the machine went down)"
+__all__ = ["StudyInfo", "FrontRow", "study_info", "front_rows", "knee", "failures", "baseline", "row_json", "row_of"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,7 @@ class FrontRow:
 
 
 def study_info(study: optuna.Study) -> StudyInfo:
-    meta = dict(study.user_attrs.get("effsearch", {}))
+    meta = record.read_meta(study)
     objectives = tuple(study.metric_names or meta.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))])
     return StudyInfo(
         name=study.study_name,
@@ -61,20 +57,15 @@ def study_info(study: optuna.Study) -> StudyInfo:
     )
 
 
-def _row(t: FrozenTrial) -> FrontRow:
-    params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
+def row_of(t: FrozenTrial | record.RecordedTrial) -> FrontRow:
+    """A trial as the front, the table and the JSON show it."""
+    r = t if isinstance(t, record.RecordedTrial) else record.read(t)
+    params = {k: r.params[k] for k in CORE_PARAMS if k in r.params}
     # The batch each run really trained with: the global batch rounded to a multiple of the world size.
-    trained = t.user_attrs.get("config", {}).get("batch_size")
+    trained = r.config.get("batch_size")
     if trained is not None and "batch_size" in params:
         params["batch_size"] = int(trained)
-    return FrontRow(
-        trial=t.number,
-        run=int(t.user_attrs.get("run", 0)),
-        params=params,
-        metrics=dict(t.user_attrs.get("metrics", {})),
-        onnx=t.user_attrs.get("onnx"),
-        baseline=bool(t.user_attrs.get("baseline")),
-    )
+    return FrontRow(trial=r.number, run=r.run, params=params, metrics=r.metrics, onnx=r.onnx, baseline=r.baseline)
 
 
 def front_rows(study: optuna.Study) -> list[FrontRow]:
@@ -84,25 +75,22 @@ def front_rows(study: optuna.Study) -> list[FrontRow]:
         best = study.best_trials
     except (ValueError, RuntimeError):
         best = []
-    rows = [_row(t) for t in best]
+    rows = [row_of(t) for t in best]
     sign = -1.0 if info.metric_direction == "maximize" else 1.0
     return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
 
 
 def baseline(study: optuna.Study) -> FrontRow | None:
     """The dense fp32 baseline trial (the first run of the study), if it completed."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("baseline"):
-            return _row(t)
+    for t in record.read_all(study, states=(TrialState.COMPLETE,)):
+        if t.baseline:
+            return row_of(t)
     return None
 
 
 def failures(study: optuna.Study) -> list[tuple[int, int, dict[str, Any], str]]:
     """(trial, run, params, reason) for every failed trial."""
-    return [
-        (t.number, int(t.user_attrs.get("run", 0)), dict(t.params), str(t.user_attrs.get("fail_reason", LOST)))
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    ]
+    return [(t.number, t.run, t.params, str(t.reason)) for t in record.read_all(study, states=(TrialState.FAIL,))]
 
 
 def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | None:

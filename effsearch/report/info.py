@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from effsearch import record
 from effsearch.constraints import metric_drop
 from effsearch.report import hypervolume as hv
 from effsearch.report.front import FrontRow, StudyInfo, baseline, failures, front_rows, knee, study_info
@@ -155,34 +156,23 @@ def metric_label(info: StudyInfo, key: str) -> str:
     return label
 
 
-def _infeasible(t: FrozenTrial) -> bool:
-    """Whether the trial broke a search constraint (a constraint value > 0, Optuna's convention)."""
-    # Optuna 5 names each constraint (FrozenTrial.constraints); Optuna 4 kept a list in a system attribute.
-    values = t.constraints.values() if hasattr(type(t), "constraints") else (t.system_attrs.get("constraints") or ())
-    return any(float(c) > 0 for c in values)
-
-
 def _points(study: optuna.Study, info: StudyInfo, front: set[int], knee_trial: int | None) -> list[Point]:
     points = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+    for t in record.read_all(study, states=(TrialState.COMPLETE, TrialState.FAIL)):
         params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
-        common = dict(trial=t.number, run=int(t.user_attrs.get("run", 0)), baseline=bool(t.user_attrs.get("baseline")),
-                      knee=t.number == knee_trial, params=params)
+        common = dict(trial=t.number, run=t.run, baseline=t.baseline, knee=t.number == knee_trial, params=params)
         if t.state == TrialState.FAIL:
-            metrics = t.user_attrs.get("metrics") or {}
-            values = {k: float(metrics[k]) for k in info.objectives if k in metrics} or None
-            points.append(Point(state="failed", values=values, reason=str(t.user_attrs.get("fail_reason", "unknown")), **common))
+            values = {k: float(t.metrics[k]) for k in info.objectives if k in t.metrics} or None
+            points.append(Point(state="failed", values=values, reason=t.reason, **common))
             continue
-        state = "front" if t.number in front else ("infeasible" if _infeasible(t) else "dominated")
-        values = {k: float(v) for k, v in zip(info.objectives, t.values)}
+        state = "front" if t.number in front else ("infeasible" if t.infeasible else "dominated")
+        values = {k: float(v) for k, v in zip(info.objectives, t.values or ())}
         points.append(Point(state=state, values=values, **common))
     return points
 
 
 def _hypervolume(study: optuna.Study, info: StudyInfo) -> Hypervolume:
-    trials = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if not _infeasible(t)
-    ]
+    trials = [t for t in record.read_all(study, states=(TrialState.COMPLETE,)) if not t.infeasible]
     trials.sort(key=lambda t: t.number)
     note = None
     if len(trials) < 2:
@@ -207,7 +197,7 @@ def _varying(trials: list[FrozenTrial]) -> list[str]:
 
 def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    runs = len({t.user_attrs.get("run", t.number) for t in trials})
+    runs = len({record.read(t).run_trial for t in trials})
     if runs < MIN_IMPORTANCE_RUNS:
         note = (
             f"parameter importance needs completed trials from at least {MIN_IMPORTANCE_RUNS} training runs; "

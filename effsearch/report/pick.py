@@ -7,7 +7,8 @@ from optuna.trial import TrialState
 
 from effsearch.constraints import Constraints, metric_drop
 from effsearch.errors import ExportError
-from effsearch.report.front import FrontRow, _row, baseline, front_rows, knee, study_info
+from effsearch import record
+from effsearch.report.front import FrontRow, baseline, front_rows, knee, row_of, study_info
 
 __all__ = ["describe", "pick_trial", "pick_knee", "pick_within"]
 
@@ -25,12 +26,12 @@ def describe(limits: Constraints, metric_key: str = "metric") -> str:
 
 
 def _complete(study: optuna.Study) -> list[FrontRow]:
-    return [_row(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    return [row_of(t) for t in record.read_all(study, states=(TrialState.COMPLETE,))]
 
 
 def pick_trial(study: optuna.Study, number: int) -> FrontRow:
     """The completed trial `number`, or an error saying why it cannot be shipped."""
-    trials = study.get_trials(deepcopy=False)
+    trials = record.read_all(study)
     match = [t for t in trials if t.number == number]
     if not match:
         span = f"trials 0-{len(trials) - 1}" if trials else "no trials"
@@ -38,9 +39,9 @@ def pick_trial(study: optuna.Study, number: int) -> FrontRow:
     t = match[0]
     if t.state != TrialState.COMPLETE:
         front = ", ".join(str(r.trial) for r in front_rows(study)) or "none"
-        reason = f": {t.user_attrs['fail_reason']}" if t.user_attrs.get("fail_reason") else ""
+        reason = f": {t.record.fail_reason}" if t.record.fail_reason else ""
         raise ExportError(f"trial {number} is {t.state.name}{reason}; choose a completed trial (front: {front})")
-    return _row(t)
+    return row_of(t)
 
 
 def pick_knee(study: optuna.Study) -> FrontRow:

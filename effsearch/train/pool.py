@@ -65,7 +65,8 @@ class WorkerPool:
         # The server also loads the user file and its data once, so a rank starts in a fraction of a second.
         os.environ["EFFSEARCH_PRELOAD_USER_FILE"] = str(user_file)
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["effsearch.train.worker", "effsearch.train.preload"])
+        # effsearch.pipeline holds the rank-0 stage a RunSpec names (RunSpec.finish), unpickled in every rank.
+        self._ctx.set_forkserver_preload(["effsearch.train.worker", "effsearch.pipeline", "effsearch.train.preload"])
         self._store = dist.TCPStore(
             "127.0.0.1", 0, None, True, timeout=timedelta(seconds=collective_timeout_s), wait_for_workers=False
         )

@@ -79,7 +79,8 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
         spec, rank, world_size, prefix = msg
         try:
             meter = get_plugin("energy_meter", spec.meter)() if spec.meter else None
-            result = train_rank(spec, rank, world_size, dist.PrefixStore(prefix, store), uf, datasets, meter)
+            store_of_run = dist.PrefixStore(prefix, store)
+            result = train_rank(spec, rank=rank, world_size=world_size, store=store_of_run, uf=uf, datasets=datasets, meter=meter)
             conn.send(("ok", result))
         except BaseException as exc:
             try:

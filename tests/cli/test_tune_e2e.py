@@ -132,7 +132,11 @@ def test_front_onnx_files_are_absolute_in_the_trial_folder_and_run(digits, run_c
     for row in rows:
         path = Path(row["onnx"])
         assert path.is_absolute()
-        assert path.parent == (cwd / "studies" / STUDY / f"trial-{row['trial']}").resolve()
+        # One folder per run, named after its lead trial; one file per precision in it.
+        lead = _load(cwd).trials[row["trial"]].user_attrs["run_trial"]
+        assert path.parent == (cwd / "studies" / STUDY / f"run-{lead}").resolve()
+        precision = row["params"]["precision"]
+        assert path.name == ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         (out,) = session.run(None, {session.get_inputs()[0].name: x})
         assert out.shape == (1, 10) and np.isfinite(out).all()

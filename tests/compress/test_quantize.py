@@ -11,7 +11,8 @@ import torch
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
 from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
-from effsearch.onnx_export import export_onnx, ort_session
+from effsearch.onnx_export import export_onnx
+from effsearch.runtime import ort_session
 from effsearch.space import PRECISIONS
 from effsearch.userfile import default_metric, load_user_file
 

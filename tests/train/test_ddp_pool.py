@@ -16,6 +16,7 @@ import pytest
 
 from effsearch.errors import TrialError
 from effsearch.measure.metric import ort_metric, stack_dataset
+from effsearch.pipeline import export_trained
 from effsearch.space import TrainConfig
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool
@@ -105,7 +106,7 @@ def _config(world_size: int, epochs: int = 1, seed: int = 0) -> TrainConfig:
 
 
 def _spec(config: TrainConfig, out: Path) -> RunSpec:
-    return RunSpec(config, str(out), threads_per_rank=1, collective_timeout_s=COLLECTIVE_TIMEOUT_S)
+    return RunSpec(config, str(out), threads_per_rank=1, collective_timeout_s=COLLECTIVE_TIMEOUT_S, finish=export_trained)
 
 
 def _alive(pid: int) -> bool:

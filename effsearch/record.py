@@ -1,0 +1,225 @@
+"""What effsearch writes on a trial and on a study: one frozen record, one writer, one reader.
+
+Every user-attribute key effsearch stores is spelled here and nowhere else; defaults are decided here
+once (a failed trial without a reason lost its worker; a trial outside any run belongs to run 0).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+__all__ = [
+    "LOST",
+    "TrialRecord",
+    "RecordedTrial",
+    "write",
+    "current",
+    "read",
+    "read_all",
+    "is_training_run",
+    "baseline_attrs",
+    "read_meta",
+    "write_meta",
+    "read_limits",
+    "write_limits",
+    "read_given_up",
+    "write_given_up",
+]
+
+# Our code records a reason on every failure it sees; a failed trial without one was failed by
+# Optuna's heartbeat check after its worker stopped.
+LOST = "worker lost: its process stopped beating (killed, or the machine went down)"
+# Reasons after which a run does not count toward the study's total: it is run again.
+_NOT_COUNTED = ("interrupted", "worker lost")
+
+# Study-level user attributes.
+_META = "effsearch"
+_LIMITS = "constraints"
+_GIVEN_UP = "structural_failures"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    """Everything a run writes on an Optuna trial (stored as user attributes under these names).
+
+    lead: the run's own trial (the sampled precision); its other precisions are free points of the same run.
+    run, run_trial: the run's number (from 1) and its lead trial's number, shared by all its trials.
+    config: the run's TrainConfig as a dict (the batch it really trained with, the seed, the epochs).
+    metrics: what was measured on the trial's artifact; onnx: that artifact's absolute path.
+    fail_reason, fail_detail: why the trial failed, one line, and a traceback or log for --debug.
+    timing, prune_achieved, flops_skipped_ops: the run's phases, achieved prune ratio, ops FLOPs skipped.
+    """
+
+    lead: bool | None = None
+    baseline: bool | None = None
+    run: int | None = None
+    run_trial: int | None = None
+    config: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    onnx: str | None = None
+    fail_reason: str | None = None
+    fail_detail: str | None = None
+    timing: dict[str, float] | None = None
+    prune_achieved: float | None = None
+    flops_skipped_ops: dict[str, int] | None = None
+
+    def user_attrs(self) -> dict[str, Any]:
+        """The fields that are set, as Optuna user attributes."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_user_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in attrs.items() if k in names})
+
+
+_NAMES = frozenset(f.name for f in fields(TrialRecord))
+
+
+def write(trial: optuna.Trial, **values: Any) -> None:
+    """Store some fields of a trial's record as they become known (a run writes in several steps)."""
+    unknown = set(values) - _NAMES
+    if unknown:
+        raise TypeError(f"not a field of TrialRecord: {', '.join(sorted(unknown))}")
+    for key, value in TrialRecord(**values).user_attrs().items():
+        trial.set_user_attr(key, value)
+
+
+def current(trial: optuna.Trial) -> TrialRecord:
+    """What has been written on a running trial so far."""
+    return TrialRecord.from_user_attrs(trial.user_attrs)
+
+
+def baseline_attrs() -> dict[str, Any]:
+    """The user attributes of the queued dense baseline."""
+    return TrialRecord(baseline=True).user_attrs()
+
+
+@dataclass(frozen=True)
+class RecordedTrial:
+    """One trial as effsearch reads it: Optuna's own fields and the record, with the defaults applied."""
+
+    number: int
+    state: TrialState
+    params: dict[str, Any]
+    values: tuple[float, ...] | None
+    constraints: tuple[float, ...]
+    started: datetime.datetime | None
+    record: TrialRecord = field(default_factory=TrialRecord)
+
+    @property
+    def lead(self) -> bool:
+        return bool(self.record.lead)
+
+    @property
+    def baseline(self) -> bool:
+        return bool(self.record.baseline)
+
+    @property
+    def run(self) -> int:
+        return int(self.record.run or 0)
+
+    @property
+    def run_trial(self) -> int:
+        return int(self.number if self.record.run_trial is None else self.record.run_trial)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.record.metrics or {})
+
+    @property
+    def onnx(self) -> str | None:
+        return self.record.onnx
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.record.config or {})
+
+    @property
+    def reason(self) -> str | None:
+        """Why the trial failed (LOST where nothing recorded one), None unless it failed."""
+        if self.state != TrialState.FAIL:
+            return None
+        return str(self.record.fail_reason or LOST)
+
+    @property
+    def infeasible(self) -> bool:
+        """Whether it broke one of the user's limits (a constraint value > 0, Optuna's convention)."""
+        return any(c > 0 for c in self.constraints)
+
+    @property
+    def is_training_run(self) -> bool:
+        """Whether this trial stands for a training run that counts toward the study's total.
+
+        A run's lead trial that trained (finished, failed for a reason of its own, or still running on
+        another worker); not one whose worker was lost or that was interrupted: that run is run again.
+        """
+        if not self.lead:
+            return False
+        if self.state == TrialState.FAIL:
+            return not str(self.reason).startswith(_NOT_COUNTED)
+        return self.state in (TrialState.COMPLETE, TrialState.RUNNING)
+
+
+def _constraints(t: FrozenTrial) -> tuple[float, ...]:
+    # Optuna 5 names each constraint (FrozenTrial.constraints); Optuna 4 kept a list in a system attribute.
+    values = t.constraints.values() if hasattr(type(t), "constraints") else (t.system_attrs.get("constraints") or ())
+    return tuple(float(c) for c in values)
+
+
+def read(t: FrozenTrial) -> RecordedTrial:
+    """The record of one stored trial."""
+    return RecordedTrial(
+        number=t.number,
+        state=t.state,
+        params=dict(t.params),
+        values=tuple(t.values) if t.values is not None else None,
+        constraints=_constraints(t),
+        started=t.datetime_start,
+        record=TrialRecord.from_user_attrs(t.user_attrs),
+    )
+
+
+def read_all(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[RecordedTrial]:
+    """Every trial of the study (of the given states), in number order."""
+    return [read(t) for t in study.get_trials(deepcopy=False, states=states)]
+
+
+def is_training_run(t: FrozenTrial) -> bool:
+    """The record's rule (RecordedTrial.is_training_run) on a stored trial."""
+    return read(t).is_training_run
+
+
+# -- the study's own record -----------------------------------------------------------------------
+
+
+def read_meta(study: optuna.Study) -> dict[str, Any]:
+    """What effsearch recorded about the study when it created it ({} for a study it did not make)."""
+    return dict(study.user_attrs.get(_META) or {})
+
+
+def write_meta(study: optuna.Study, meta: dict[str, Any]) -> None:
+    study.set_user_attr(_META, meta)
+
+
+def read_limits(study: optuna.Study) -> dict[str, float]:
+    """The user's limits (Constraints.to_dict()) the study was last tuned with."""
+    return dict(study.user_attrs.get(_LIMITS) or {})
+
+
+def write_limits(study: optuna.Study, limits: dict[str, float]) -> None:
+    study.set_user_attr(_LIMITS, limits)
+
+
+def read_given_up(study: optuna.Study) -> dict[str, str]:
+    """Search values given up for this model (a precision, or "prune_ratio"), each with its reason."""
+    return dict(study.user_attrs.get(_GIVEN_UP) or {})
+
+
+def write_given_up(study: optuna.Study, given_up: dict[str, str]) -> None:
+    study.set_user_attr(_GIVEN_UP, given_up)

@@ -1,0 +1,41 @@
+"""The study in rooms by job: settings, creating or loading it, the run loop, recording, giving up, the Tuner.
+
+`tune()` is the whole job as the CLI runs it: choose the instruments, open the study, run the Tuner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from effsearch.study.create import Instruments, environment, open_study
+from effsearch.study.loop import runs_counted
+from effsearch.study.settings import TuneSettings, TuneSummary
+from effsearch.study.tuner import OnStage, Tuner, config_of
+from effsearch.userfile import Probe, UserFile
+
+__all__ = [
+    "Instruments",
+    "TuneSettings",
+    "TuneSummary",
+    "Tuner",
+    "config_of",
+    "environment",
+    "open_study",
+    "runs_counted",
+    "tune",
+]
+
+
+def tune(
+    settings: TuneSettings,
+    *,
+    uf: UserFile,
+    probe: Probe,
+    datasets: tuple[Any, Any],
+    on_stage: OnStage | None = None,
+) -> tuple[Tuner, TuneSummary]:
+    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size."""
+    tools = Instruments.choose(settings.energy_meter)
+    study = open_study(settings, uf=uf, probe=probe, tools=tools)
+    tuner = Tuner(study, uf, settings, tools=tools, on_stage=on_stage)
+    return tuner, tuner.run(datasets)

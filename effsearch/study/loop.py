@@ -1,0 +1,128 @@
+"""The run loop: one training run after another until the study's total or the timeout is reached.
+
+Survives a dropped storage connection (finished trials are safe in the storage: reconnect and go on)
+and fails, then re-queues, trials whose worker stopped beating before it counts the runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from effsearch import record
+from effsearch.errors import TrialError
+
+__all__ = ["LoopStats", "run_loop", "runs_counted"]
+
+log = logging.getLogger(__name__)
+
+_RECONNECTS = 5
+
+Objective = Callable[[optuna.Trial], list[float]]
+
+
+@dataclass
+class LoopStats:
+    """What this worker did: runs started, how many failed or completed, and each run's wall seconds."""
+
+    here: int = 0
+    failed: int = 0
+    completed: int = 0
+    walls: list[float] = field(default_factory=list)
+
+
+def runs_counted(study: optuna.Study) -> int:
+    """Training runs that count toward the total (the record's rule), running ones of other workers included."""
+    return sum(t.is_training_run for t in record.read_all(study))
+
+
+def run_loop(
+    study: optuna.Study,
+    objective: Objective,
+    *,
+    trials: int,
+    timeout_s: float | None,
+    on_start: Callable[[int], None] = lambda done: None,
+) -> LoopStats:
+    """Call `objective` on one new (or queued) trial at a time until `trials` runs count or time is up.
+
+    on_start(runs_done): told before each run starts.
+    """
+    stats = LoopStats()
+    start = time.monotonic()
+    lost_connections = 0
+    adopt = False
+    numbers: list[int] = []
+
+    def tracked(trial: optuna.Trial) -> list[float]:
+        numbers.append(trial.number)  # the run's trial may be older than this call (a queued one)
+        return objective(trial)
+
+    while True:
+        numbers.clear()
+        try:
+            if adopt:
+                _adopt_orphans(study)
+                adopt = False
+            # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting.
+            optuna.storages.fail_stale_trials(study)
+            done = runs_counted(study)
+            if done >= trials:
+                break
+            if timeout_s is not None and time.monotonic() - start >= timeout_s:
+                log.info("timeout of %g s reached; stopping before run %d", timeout_s, done + 1)
+                break
+            on_start(done)
+            t0 = time.perf_counter()
+            study.optimize(tracked, n_trials=1, catch=(TrialError,), gc_after_trial=False)
+            stats.walls.append(time.perf_counter() - t0)
+            stats.here += 1
+            lost_connections = 0
+            mine = [record.read(t) for t in study.get_trials(deepcopy=False) if t.number in numbers]
+        except Exception as exc:
+            if not _is_connection_error(exc) or lost_connections >= _RECONNECTS:
+                raise
+            lost_connections += 1
+            adopt = True
+            log.warning("storage connection lost (%s); reconnecting (%d/%d)", type(exc).__name__, lost_connections, _RECONNECTS)
+            time.sleep(min(2.0**lost_connections, 10.0))
+            continue
+        for t in mine:
+            if t.state == TrialState.FAIL:
+                stats.failed += 1
+                log.warning("run %s failed: %s", t.run, t.reason)
+            elif t.state == TrialState.COMPLETE:
+                stats.completed += 1
+    return stats
+
+
+def _adopt_orphans(study: optuna.Study) -> None:
+    """Give every RUNNING trial one heartbeat, so that a trial orphaned by a dropped connection goes stale.
+
+    A connection dropped inside optuna's ask() leaves the new trial RUNNING before its heartbeat thread
+    starts, and optuna's stale check only sees trials that have beaten once. Trials of live workers beat
+    on by themselves; the orphan's one beat ages past the grace period, and it is failed and queued again.
+    """
+    storage = study._storage
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is None:
+        return
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        storage.record_heartbeat(t._trial_id)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    """A dropped or refused database connection (SQLAlchemy's OperationalError, possibly wrapped)."""
+    try:
+        from sqlalchemy.exc import DBAPIError
+    except ImportError:
+        return False
+    while exc is not None:
+        if isinstance(exc, DBAPIError) and (exc.connection_invalidated or "connection" in str(exc).lower()):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -1,0 +1,118 @@
+"""Write a run's results on its trials: the lead's values and limits, and one finished trial per extra precision."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+from effsearch import record
+from effsearch.constraints import Constraints
+from effsearch.errors import TrialError
+from effsearch.pipeline import PrecisionResult
+
+__all__ = ["Recorder"]
+
+
+class Recorder:
+    """Turns measured metrics into a trial's objective values and limit violations, and stores them.
+
+    metric_key, metric_direction: the user's metric, from which the limit on its drop is judged.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        objectives: tuple[str, ...],
+        constraints: Constraints,
+        metric_key: str,
+        metric_direction: str,
+    ) -> None:
+        self.study = study
+        self.objectives = objectives
+        self.constraints = constraints
+        self.metric_key = metric_key
+        self.metric_direction = metric_direction
+        self._baseline: float | None = None
+
+    def baseline_metric(self) -> float | None:
+        """The dense baseline's metric, once its run completed (here or on another worker)."""
+        if self._baseline is None:
+            for t in record.read_all(self.study, states=(TrialState.COMPLETE,)):
+                if t.baseline and self.metric_key in t.metrics:
+                    self._baseline = float(t.metrics[self.metric_key])
+        return self._baseline
+
+    def set_baseline(self, results: list[PrecisionResult]) -> None:
+        """Metric drops are measured from the baseline run's fp32 model, its other precisions included."""
+        fp32 = next((r for r in results if r.precision == "fp32" and not r.error), None)
+        if fp32 is not None:
+            self._baseline = float(fp32.metrics[self.metric_key])
+
+    def values(self, metrics: dict[str, Any]) -> list[float]:
+        """The objectives' values, or a TrialError naming the one that is missing or not finite."""
+        try:
+            values = [float(metrics[k]) for k in self.objectives]
+        except KeyError as exc:
+            raise TrialError(f"objective {exc.args[0]!r} was not measured") from exc
+        for key, value in zip(self.objectives, values):
+            if not math.isfinite(value):
+                raise TrialError(f"objective {key!r} is {value}, not a finite number; check the metric function")
+        return values
+
+    def violations(self, metrics: dict[str, Any]) -> dict[str, float]:
+        """How far the trial is from each of the user's limits (<= 0: met); samplers and the front use it."""
+        if not self.constraints:
+            return {}
+        values = self.constraints.violations(metrics, self.metric_key, self.baseline_metric(), self.metric_direction)
+        return dict(zip(self.constraints.to_dict(), values))
+
+    def finish_lead(self, trial: optuna.Trial, result: PrecisionResult) -> list[float]:
+        """Store the lead precision's metrics, artifact and limits on the running trial; return its values."""
+        assert result.onnx is not None
+        record.write(trial, metrics=result.metrics, onnx=str(result.onnx.resolve()))
+        for key, value in self.violations(result.metrics).items():
+            trial.set_constraint(key, value)
+        return self.values(result.metrics)
+
+    def add_precision(
+        self,
+        result: PrecisionResult,
+        *,
+        params: dict[str, Any],
+        distributions: dict[str, BaseDistribution],
+        run: record.TrialRecord,
+    ) -> None:
+        """Record one extra precision of the run's trained model as a finished trial of its own.
+
+        The trial is written whole (Optuna's create_trial/add_trial), so no precision is ever left RUNNING.
+        run: the record fields the precision shares with its lead (run, run_trial, config).
+        """
+        # The trial's parameters are the searched ones (those with a distribution), its precision its own.
+        params = {name: result.precision if name == "precision" else params[name] for name in distributions}
+        state, values, limits, reason = TrialState.FAIL, None, None, result.error
+        metrics = onnx = None
+        if not result.error:
+            assert result.onnx is not None
+            metrics, onnx = result.metrics, str(result.onnx.resolve())
+            try:
+                values = self.values(result.metrics)
+                state, limits = TrialState.COMPLETE, self.violations(result.metrics) or None
+            except TrialError as exc:
+                reason = str(exc)
+        own = record.TrialRecord(
+            lead=False, run=run.run, run_trial=run.run_trial, config=run.config, metrics=metrics, onnx=onnx, fail_reason=reason
+        )
+        trial = optuna.trial.create_trial(
+            state=state,
+            values=values,
+            params=params,
+            distributions=distributions,
+            user_attrs=own.user_attrs(),
+            constraints=limits,
+        )
+        self.study.add_trial(trial)

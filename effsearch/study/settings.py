@@ -1,0 +1,53 @@
+"""What one `tune` is asked to do, and what it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from effsearch.constraints import Constraints
+from effsearch.space import SearchSpace
+from effsearch.storage import artifacts_root
+
+__all__ = ["TuneSettings", "TuneSummary"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneSettings:
+    study_name: str
+    storage_url: str
+    trials: int
+    space: SearchSpace
+    objectives: tuple[str, ...]
+    directions: tuple[str, ...]
+    epochs: int
+    seed: int = 0
+    timeout_s: float | None = None
+    trial_timeout_s: float | None = None
+    collective_timeout_s: float = 60.0
+    energy_meter: str | None = None
+    latency_threads: int = 1
+    latency_repeats: int = 300
+    artifacts: Path | None = None
+    constraints: Constraints = Constraints()
+    heartbeat_interval_s: int = 10
+    heartbeat_grace_s: int = 30
+
+    @property
+    def artifact_dir(self) -> Path:
+        """The study's folder of run artifacts."""
+        return (self.artifacts or artifacts_root(self.storage_url)) / self.study_name
+
+
+@dataclass(frozen=True)
+class TuneSummary:
+    study: optuna.Study
+    runs_done: int
+    runs_here: int
+    failed_here: int
+    completed_here: int
+    run_walls: tuple[float, ...] = ()  # wall seconds of each run started here
+    pool_starts: dict[str, Any] = field(default_factory=dict)  # rank processes started, and how long it took

@@ -1,0 +1,176 @@
+"""The Tuner: one training run per Optuna trial, its other precisions recorded as trials of their own."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import optuna
+
+from effsearch import record
+from effsearch.errors import TrialError
+from effsearch.measure.artifact import Measurer
+from effsearch.pipeline import RunResult, run_training
+from effsearch.space import TrainConfig
+from effsearch.study.create import Instruments
+from effsearch.study.give_up import GiveUp
+from effsearch.study.loop import run_loop, runs_counted
+from effsearch.study.recording import Recorder
+from effsearch.study.settings import TuneSettings, TuneSummary
+from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
+from effsearch.userfile import UserFile
+
+__all__ = ["Tuner", "config_of"]
+
+log = logging.getLogger(__name__)
+
+# on_stage(run, stage, front size or -1 when unchanged)
+OnStage = Callable[[int, str, int], None]
+
+
+def config_of(params: dict[str, Any], *, epochs: int, seed: int) -> TrainConfig:
+    """The training run a trial's parameters stand for; the global batch becomes a multiple of the world size."""
+    world = int(params["world_size"])
+    batch = int(params["batch_size"])
+    return TrainConfig(
+        batch_size=max(world, (batch // world) * world),
+        lr=float(params["lr"]),
+        lr_schedule=str(params["lr_schedule"]),
+        clip_norm=float(params["clip_norm"]),
+        prune_ratio=float(params["prune_ratio"]),
+        world_size=world,
+        epochs=epochs,
+        seed=seed,
+        optimizer=str(params["optimizer"]),
+        warmup_frac=float(params["warmup_frac"]),
+        prune_importance=str(params["prune_importance"]),
+        prune_when=str(params["prune_when"]),
+    )
+
+
+class Tuner:
+    """Runs an open study: each run trains once and records one trial per precision it made."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        uf: UserFile,
+        settings: TuneSettings,
+        *,
+        tools: Instruments,
+        on_stage: OnStage | None = None,
+    ) -> None:
+        self.study = study
+        self.uf = uf
+        self.s = settings
+        self.tools = tools
+        self.on_stage: OnStage = on_stage or (lambda run, stage, front: None)
+        self.device, _ = hardware_world_sizes()
+        self.give_up = GiveUp(study)
+        self.recorder = Recorder(
+            study,
+            objectives=settings.objectives,
+            constraints=settings.constraints,
+            metric_key=uf.metric_key,
+            metric_direction=uf.registration.metric_direction,
+        )
+
+    def front_size(self) -> int:
+        try:
+            return len(self.study.best_trials)
+        except Exception:
+            return 0
+
+    def run(self, datasets: tuple[Any, Any]) -> TuneSummary:
+        """Train runs until the study's total (or the timeout) is reached."""
+        s = self.s
+        measurer = Measurer(
+            self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats
+        )
+        with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
+            stats = run_loop(
+                self.study,
+                functools.partial(self._objective, pool=pool, measurer=measurer),
+                trials=s.trials,
+                timeout_s=s.timeout_s,
+                on_start=lambda done: self.on_stage(done, "starting", self.front_size()),
+            )
+            pool_starts = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
+        return TuneSummary(
+            self.study, runs_counted(self.study), stats.here, stats.failed, stats.completed,
+            run_walls=tuple(stats.walls), pool_starts=pool_starts,
+        )
+
+    def _objective(self, trial: optuna.Trial, *, pool: WorkerPool, measurer: Measurer) -> list[float]:
+        """One training run; every failure it sees is recorded with its reason (a trial without one was lost)."""
+        try:
+            return self._run(trial, pool, measurer)
+        except TrialError as exc:
+            if record.current(trial).fail_reason is None:
+                record.write(trial, fail_reason=str(exc))
+            raise
+
+    def _run(self, trial: optuna.Trial, pool: WorkerPool, measurer: Measurer) -> list[float]:
+        space = self.give_up.space(self.s.space)
+        params = space.suggest(trial)
+        record.write(trial, lead=True)
+        run = runs_counted(self.study)  # this run included: runs count from 1
+        config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
+        shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config))
+        record.write(trial, **shared.user_attrs())
+        self.on_stage(run, "starting", self.front_size())
+        try:
+            result = self._train(trial, config, pool, measurer, run)
+        except TrialError as exc:
+            record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
+            if exc.structural:
+                self.give_up.failed(exc.structural, str(exc))
+            raise
+        except KeyboardInterrupt:
+            record.write(trial, fail_reason="interrupted")
+            if record.current(trial).baseline:
+                # Every study starts from its baseline: queue it again for the next `tune`.
+                self.study.enqueue_trial(self.s.space.baseline(), user_attrs=record.baseline_attrs())
+            raise
+        exported = result.exported
+        record.write(
+            trial,
+            timing=result.timing,
+            prune_achieved=result.lead.prune.achieved if result.lead.prune else 0.0,
+            flops_skipped_ops=exported.flops.skipped_ops,
+        )
+        if record.current(trial).baseline:
+            self.recorder.set_baseline(result.precisions)
+        lead_result = None
+        for pr in result.precisions:
+            if pr.error and pr.structural:
+                self.give_up.failed(pr.precision, pr.error)
+            if pr.precision == params["precision"]:
+                lead_result = pr
+            else:
+                self.recorder.add_precision(pr, params=params, distributions=space.distributions(), run=shared)
+        self.on_stage(run, "recorded", self.front_size())
+        if lead_result is None or lead_result.error:
+            reason = lead_result.error if lead_result else f"precision {params['precision']} was not made"
+            record.write(trial, fail_reason=reason)
+            raise TrialError(reason)
+        return self.recorder.finish_lead(trial, lead_result)
+
+    def _train(self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int) -> RunResult:
+        threads = max(1, available_cores() // config.world_size) if self.device == "cpu" else 1
+        # A run's artifacts share one folder: model.onnx (fp32) and model.<precision>.onnx.
+        return run_training(
+            pool,
+            measurer,
+            config,
+            self.give_up.precisions(self.s.space, trial.params.get("precision")),
+            self.s.artifact_dir / f"run-{trial.number}",
+            device=self.device,
+            threads_per_rank=threads,
+            collective_timeout_s=self.s.collective_timeout_s,
+            timeout_s=self.s.trial_timeout_s,
+            stage=lambda st: self.on_stage(run, st, -1),
+        )
