@@ -8,8 +8,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from effsearch.errors import SpaceError
+from effsearch.errors import EffsearchError, SpaceError
 from effsearch.space import CORE_PARAMS, PRECISIONS, SCHEDULES, default_space, load_space
+
+TINY = Path(__file__).parent / "userfiles" / "tiny_mlp.py"
 
 
 @pytest.fixture
@@ -133,35 +135,141 @@ def test_extra_dimension_can_be_searched(toml):
     assert not space["optimizer"].fixed
 
 
+# Each bad entry: (TOML text, how the message names the dimension and key, the value as written, the fix).
+INVALID = [
+    # wrong TOML types, for every key
+    ('[lr]\nlow = "zero"\n', "[lr] low", '"zero"', "write e.g. low = 0.003"),
+    ('[lr]\nhigh = true\n', "[lr] high", "true", "write e.g. high = 0.003"),
+    ("[lr]\nlow = 1979-05-27\n", "[lr] low", "1979-05-27", "write e.g. low ="),
+    ('[lr]\nlog = "yes"\n', "[lr] log", '"yes"', "write log = true or log = false"),
+    ("[lr]\nlog = 1\n", "[lr] log", "= 1", "write log = true or log = false"),
+    ('[prune_ratio]\nstep = "0.1"\n', "[prune_ratio] step", '"0.1"', "write e.g. step = 0.05"),
+    ('[lr]\ndefault = "x"\n', "[lr] default", '"x"', "write e.g. default = 0.003"),
+    ("[lr]\nvalue = [0.1, 0.2]\n", "[lr] value", "[0.1, 0.2]", "write e.g. value = 0.003"),
+    ("lr = [0.1]\n", "lr", "[0.1]", "write e.g. lr = 0.003"),
+    ('prune_ratio = "0.5"\n', "prune_ratio", '"0.5"', "write e.g. prune_ratio = 0.5"),
+    ("batch_size = true\n", "batch_size", "true", "write e.g. batch_size = 64"),
+    ("[lr.low]\nx = 1\n", "[lr] low", "{x = 1}", "write e.g. low ="),
+    ("lr = {}\n", "[lr]", "table is empty", "give value, choices, low and high, or default"),
+    # choices
+    ('[precision]\nchoices = "fp32"\n', "[precision] choices", '"fp32"', 'write choices = ["fp32"]'),
+    ("[batch_size]\nchoices = 32\n", "[batch_size] choices", "32", "write choices = [32]"),
+    ('[precision]\nchoices = ["fp32", "int4"]\n', "[precision] choices", '"int4"', "keep only those"),
+    ('[lr_schedule]\nchoices = ["linear"]\n', "[lr_schedule] choices", '"linear"', "keep only those"),
+    ('[precision]\nchoices = [["fp32"]]\n', "[precision] choices", '["fp32"]', "keep only those"),
+    ("[batch_size]\nchoices = []\n", "[batch_size] choices", "empty", "give at least one value"),
+    ("[batch_size]\nchoices = [0, 32]\n", "[batch_size] choices", "[0, 32]: 0", "write e.g. choices = [64]"),
+    ('[batch_size]\nchoices = [32, "64"]\n', "[batch_size] choices", '"64" is not a number', "write e.g. choices"),
+    ("[batch_size]\nchoices = [32, 32]\n", "[batch_size] choices", "32 is listed twice", "list each value once"),
+    ('[precision]\nchoices = ["fp32"]\ndefault = "fp16"\n', "[precision]", 'default = "fp16"', "set default to one of them"),
+    ('[precision]\nchoices = ["fp32"]\nlow = 1\n', "[precision]", "choices cannot go with low", "give choices, or a range"),
+    # names
+    ('precision = "int4"\n', "precision", '"int4"', "pick one of those"),
+    ("optimizer = 3\n", "optimizer", "= 3", "pick one of those"),
+    ('[lr_schedule]\nlow = 1\nhigh = 2\n', "[lr_schedule]", "takes choices, not a range", "write e.g. choices = ["),
+    # numbers out of bounds: negative, zero where not allowed, whole numbers, non-finite
+    ("lr = 0\n", "lr", "= 0 is not a number > 0", "write e.g. lr = 0.003"),
+    ("[lr]\nlow = -0.1\n", "[lr] low", "-0.1", "write e.g. low = 0.003"),
+    ("lr = nan\n", "lr", "nan is not a finite number", "write e.g. lr = 0.003"),
+    ("[clip_norm]\nchoices = [-1.0, 1.0]\n", "[clip_norm] choices", "-1.0 is not a number >= 0", "write e.g. choices"),
+    ("world_size = 0\n", "world_size", "= 0", "write e.g. world_size = 1"),
+    ("batch_size = 3.5\n", "batch_size", "3.5 is not a whole number", "write e.g. batch_size = 64"),
+    ("[prune_ratio]\nhigh = 1.0\n", "[prune_ratio] high", "1.0 is not a number in [0, 1)", "write e.g. high = 0.5"),
+    ("prune_ratio = 1.5\n", "prune_ratio", "1.5", "write e.g. prune_ratio = 0.5"),
+    ("warmup_frac = 1.0\n", "warmup_frac", "1.0", "write e.g. warmup_frac = 0.05"),
+    ("[prune_ratio]\nstep = -0.1\n", "[prune_ratio] step", "-0.1 is not a number > 0", "write e.g. step = 0.05"),
+    ("[prune_ratio]\nstep = 0.0\n", "[prune_ratio] step", "0.0", "write e.g. step = 0.05"),
+    ("[world_size]\nlow = 1\nhigh = 2\nstep = 0.5\n", "[world_size] step", "0.5 is not a whole number", "write e.g. step = 1"),
+    # ranges
+    ("[lr]\nlow = 0.1\nhigh = 0.01\n", "[lr]", "low = 0.1, high = 0.01", "swap or widen them"),
+    ("[lr]\nlow = 0.05\n", "[lr]", "high = 0.03 (high is the built-in one)", "swap or widen them"),
+    ("[clip_norm]\nlow = 0.0\nhigh = 2.0\nlog = true\n", "[clip_norm]", "low = 0.0", "raise low or set log = false"),
+    ("[lr]\nlog = true\nstep = 0.001\n", "[lr]", "step = 0.001", "drop step or set log = false"),
+    ("[prune_ratio]\nlow = 0.1\nhigh = 0.33\ndefault = 0.1\n", "[prune_ratio]", "step = 0.05 (the built-in step)", "make high 0.3"),
+    ("[prune_ratio]\nlow = 0.1\nhigh = 0.5\ndefault = 0.12\n", "[prune_ratio]", "default = 0.12", "set default on that grid"),
+    ("[clip_norm]\nstep = 1.0\n", "[clip_norm]", "step needs a range", "give low and high too"),
+    ("[lr]\nlow = 1e-4\nhigh = 1e-2\ndefault = 0.5\n", "[lr]", "default = 0.5 lies outside [0.0001, 0.01]", "set default to a"),
+    ("[lr]\nlow = 0.01\nhigh = 0.1\n", "[lr]", "the built-in default 0.003", "set default to a value in that range"),
+    # keys and dimensions
+    ("[learning_rate]\nlow = 0.1\n", "unknown dimension 'learning_rate'", "learning_rate", "known: batch_size, lr"),
+    ("[lr]\nlo = 0.1\n", "[lr]", "unknown key(s) ['lo']", "use value, choices, low/high/log/step, default"),
+    ("[lr]\nvalue = 0.01\ndefault = 0.01\n", "[lr]", "default cannot go with it", "drop one or the other"),
+    ('[optimizer]\nchoices = ["adamw"]\nworld_size = 1\n', "[optimizer]", "['world_size']", "move it above the first table"),
+    ("this is = = not toml\n", "not valid TOML", "line 1", "fix that line"),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "value", "fix"), INVALID, ids=[t.replace("\n", " ").strip() for t, *_ in INVALID])
+def test_invalid_space_files_give_one_line_naming_file_dimension_value_and_fix(toml, text, where, value, fix):
+    path = toml(text)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {where}"), "the error names the file, then the dimension"
+    assert value in message and fix in message, message
+    assert "\n" not in message
+    assert isinstance(info.value, EffsearchError) and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize("name", sorted(default_space().dims))
+def test_every_dimension_refuses_a_value_of_the_wrong_type(toml, name):
+    numeric = default_space()[name].choices is None or not isinstance(default_space()[name].default, str)
+    bad = '"many"' if numeric else "3"
+    message = _space_error(toml(f"{name} = {bad}\n"))
+    assert f"{name} = {bad} is not" in message
+
+
+def test_a_string_for_choices_is_refused_not_split_into_characters(toml):
+    message = _space_error(toml('[precision]\nchoices = "fp32"\n'))
+    assert message.endswith('[precision] choices = "fp32" is not a list; write choices = ["fp32"]')
+    assert "'f'" not in message
+
+
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("name", "make"),
     [
-        ("[learning_rate]\nlow = 0.1\n", "unknown dimension 'learning_rate'"),
-        ("[lr]\nlo = 0.1\n", "unknown key(s) ['lo']"),
-        ('[precision]\nchoices = ["fp32", "int4"]\n', "['int4'] not among"),
-        ('precision = "int4"\n', "['int4'] not among"),
-        ('[lr_schedule]\nchoices = ["linear"]\n', "['linear'] not among"),
-        ("[lr]\nlow = 0.1\nhigh = 0.01\n", "needs low <= high"),
-        ("[lr]\nlow = 0.0\nhigh = 0.1\nlog = true\n", "log range needs low > 0"),
-        ("[prune_ratio]\nhigh = 1.0\n", "prune ratios must be below 1.0"),
-        ("prune_ratio = 1.5\n", "prune ratios must be below 1.0"),
-        ("[batch_size]\nchoices = []\n", "choices is empty"),
-        ("[batch_size]\nchoices = [0, 32]\n", "0 is not a valid batch_size"),
-        ('[precision]\nchoices = ["fp32"]\ndefault = "fp16"\n', "not among the choices"),
-        ("[lr]\nlow = 1e-4\nhigh = 1e-2\ndefault = 0.5\n", "outside"),
-        ('[lr_schedule]\nlow = 1\nhigh = 2\n', "takes choices, not a range"),
-        ("this is = = not toml\n", "not valid TOML"),
+        ("absent.toml", lambda p: None),
+        ("folder.toml", lambda p: p.mkdir()),
+        ("latin1.toml", lambda p: p.write_bytes(b'precision = "fp32\xe9"\n')),
     ],
 )
-def test_invalid_space_files_raise_space_error(toml, text, expected):
-    message = _space_error(toml(text))
-    assert expected in message
-    assert "\n" not in message
+def test_an_unreadable_space_file_is_one_line(tmp_path, name, make):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert ("no such space file" in message) == (name == "absent.toml")
 
 
-def test_missing_space_file(tmp_path):
-    with pytest.raises(SpaceError, match="no such space file"):
-        load_space(tmp_path / "absent.toml")
+def test_a_given_log_scale_drops_the_built_in_step_and_a_given_step_the_built_in_log(toml):
+    space = load_space(toml("""
+        [prune_ratio]
+        low = 0.1
+        high = 0.5
+        log = true
+        default = 0.1
+        [lr]
+        low = 0.001
+        high = 0.01
+        step = 0.001
+    """))
+    assert (space["prune_ratio"].log, space["prune_ratio"].step) == (True, None)
+    assert (space["lr"].log, space["lr"].step) == (False, 0.001)
+    space.distributions()  # Optuna accepts both: it refuses a log range with a step
+
+
+def test_a_bad_space_file_fails_tune_before_any_study_exists(run_cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[lr]\nlow = "zero"\n')
+    db = tmp_path / "x.db"
+    r = run_cli("tune", str(TINY), "--space", str(bad), "--storage", f"sqlite:///{db}", "--trials", "1", timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f'error: {bad}: [lr] low = "zero" is not a number; write e.g. low = 0.003'], r.stderr
+    assert not db.exists(), "no storage was created"
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"], "no studies/ folder nor anything else was written"
 
 
 def _suggest(space) -> tuple[dict, dict]:
@@ -200,14 +308,36 @@ def test_suggest_records_extras_when_searched(toml):
     assert params["optimizer"] == recorded["optimizer"]
 
 
-def test_suggested_values_lie_in_their_dimensions():
-    space = default_space(2)
-    for _ in range(5):
-        params, _ = _suggest(space)
-        assert params["batch_size"] in space["batch_size"].choices
-        assert 3e-4 <= params["lr"] <= 3e-2
-        assert 0.0 <= params["prune_ratio"] <= 0.75
-        assert params["world_size"] in (1, 2)
+def test_suggestions_follow_the_overridden_dimensions(toml):
+    space = load_space(toml("""
+        [lr]
+        low = 1e-3
+        high = 2e-3
+        default = 1e-3
+        [prune_ratio]
+        low = 0.2
+        high = 0.4
+        step = 0.1
+        default = 0.2
+        [batch_size]
+        low = 8
+        high = 24
+        default = 8
+        [precision]
+        choices = ["fp16", "int8_static"]
+    """), max_world_size=2)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert trial.distributions == space.distributions(), "suggest and distributions (used for siblings) agree"
+        assert 1e-3 <= params["lr"] <= 2e-3
+        assert round(params["prune_ratio"], 9) in (0.2, 0.3, 0.4), "the step grid is kept"
+        assert type(params["batch_size"]) is int and 8 <= params["batch_size"] <= 24, "a batch-size range is whole numbers"
+        assert params["precision"] in ("fp16", "int8_static")
+        seen.add(params["precision"])
+    assert seen == {"fp16", "int8_static"}
 
 
 def test_clamp_world_size_caps_range_and_default(toml):
