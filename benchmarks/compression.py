@@ -33,7 +33,7 @@ from effsearch.objectives import parse_objectives
 from effsearch.onnx_export import INPUT_NAME
 from effsearch.runtime import ort_session
 from effsearch import record
-from effsearch.report.front import FrontRow, baseline, front_rows, row_of, study_info
+from effsearch.results.front import FrontRow, baseline, front_rows, row_of, study_info
 from effsearch.space import load_space
 from effsearch.storage import open_storage, resolve_url, study_names
 from effsearch.study import TuneSettings, tune

@@ -16,23 +16,21 @@ from effsearch.errors import StudyError
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "open_storage", "study_names", "pick_study_name", "artifacts_root"]
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "display_url", "check_writable", "open_storage", "open_existing", "study_names", "pick_study_name", "artifacts_root"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///studies/effsearch.db"
 
 
-def resolve_url(url: str | None, create: bool = False) -> str:
+def resolve_url(url: str | None) -> str:
     """The storage URL to use: the default SQLite file under the working directory, made absolute.
 
-    A plain `postgresql://` URL gets the psycopg 3 driver. create: make a SQLite file's folder (tune only).
+    A plain `postgresql://` URL gets the psycopg 3 driver. Nothing is created here.
     """
     url = url or DEFAULT_STORAGE
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).resolve()
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{path}"
     if url.startswith(("postgresql://", "postgres://")):
         try:
@@ -48,6 +46,34 @@ def redact(url: str) -> str:
     # The user info ends at the LAST '@' before the host, so a password holding '@' is masked whole.
     url = re.sub(r"(://[^:/@?#]+:)[^/?#]*@", r"\1***@", url)
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def display_url(url: str) -> str:
+    """The storage URL as a user would pass it: password redacted, the psycopg driver name dropped."""
+    url = redact(url)
+    if url.startswith("postgresql+psycopg://"):
+        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
+    return url
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Refuse a folder that cannot be made or written, before anything is created (nothing is made here)."""
+    import tempfile
+
+    ancestor = folder.expanduser().absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    problem = None
+    if not ancestor.is_dir():
+        problem = f"{ancestor} is not a folder"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=ancestor):
+                pass
+        except OSError as exc:
+            problem = f"{ancestor} is not writable ({exc.strerror or exc})"
+    if problem:
+        raise StudyError(f"{option} {folder}: {problem}; choose a folder you can write to")
 
 
 def artifacts_root(url: str) -> Path:
@@ -100,6 +126,17 @@ def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: in
             first = (str(exc).splitlines() or [""])[0]
             raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from exc
     raise AssertionError("unreachable")
+
+
+def open_existing(url: str | None) -> tuple[optuna.storages.BaseStorage, str]:
+    """The storage of the read-only commands (pareto, export, dashboard, studies), without heartbeats.
+
+    Never creates anything: a SQLite file that does not exist is an error, not a new empty storage.
+    """
+    url = resolve_url(url)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise StudyError(f"no study storage at {url.removeprefix('sqlite:///')}; run `effsearch tune FILE` first")
+    return open_storage(url, heartbeat_interval=None, grace_period=None), url
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

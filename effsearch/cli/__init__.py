@@ -16,6 +16,22 @@ from effsearch.cli import dashboard, export, plugins, report, studies, tune  # n
 __all__ = ["app", "main"]
 
 
+def _bad_option(exc: typer.BadParameter, argv: list[str]) -> str:
+    """The option's name and the value given, then what is wrong with it: "--trials -2: Input should be ..."."""
+    param = getattr(exc, "param", None)
+    opts = list(getattr(param, "opts", None) or [])
+    if not opts:
+        return str(exc)
+    given = None
+    for i, arg in enumerate(argv):
+        if arg in opts and i + 1 < len(argv):
+            given = argv[i + 1]
+        elif "=" in arg and arg.split("=", 1)[0] in opts:
+            given = arg.split("=", 1)[1]
+    shown = f"{opts[-1] if opts[-1].startswith('--') else opts[0]}" + (f" {given}" if given is not None else "")
+    return f"{shown}: {exc}"
+
+
 def main() -> None:
     """Entry point: one line per error unless --debug; exit 2 for usage and user-file errors, 130 on Ctrl-C."""
     debug = "--debug" in sys.argv
@@ -33,7 +49,10 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.BadParameter, typer.Abort) as exc:
+    except typer.BadParameter as exc:
+        print(f"error: {_bad_option(exc, sys.argv[1:])}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-
-from effsearch.errors import StudyError
 
 __all__ = ["app", "out", "err", "is_debug", "StudyOpt", "StorageOpt", "load_study", "print_failures"]
 
@@ -55,20 +52,15 @@ StorageOpt = Annotated[
 def load_study(study: str | None, storage: str | None):
     import optuna
 
-    from effsearch.storage import open_storage, pick_study_name, resolve_url
+    from effsearch.storage import open_existing, pick_study_name
 
-    url = resolve_url(storage)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise StudyError(f"no study storage at {url.removeprefix('sqlite:///')}; run `effsearch tune FILE` first")
-    st = open_storage(url, heartbeat_interval=None, grace_period=None)
+    st, url = open_existing(storage)
     name = pick_study_name(st, study, url)
     return optuna.load_study(study_name=name, storage=st), url
 
 
-
-
 def print_failures(study) -> None:
-    from effsearch.report.front import failures
+    from effsearch.results.front import failures
     from effsearch.report.table import failures_table
 
     failed = failures(study)

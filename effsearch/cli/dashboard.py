@@ -80,16 +80,13 @@ def _serve(study: str | None, storage: str | None, host: str, port: int, allow_r
     try:
         import optuna_dashboard
     except ImportError as exc:
-        raise EffsearchError("--serve needs optuna-dashboard: pip install 'effsearch[dashboard]'") from exc
-    from effsearch.report.info import display_url
-    from effsearch.storage import open_storage, resolve_url
+        raise EffsearchError("--serve needs optuna-dashboard, which effsearch installs: pip install optuna-dashboard") from exc
+    from effsearch.storage import display_url
+    from effsearch.storage import open_existing, pick_study_name
 
+    st, url = open_existing(storage)
     if study is not None:
-        load_study(study, storage)  # a named study must exist; fails clearly otherwise
-    url = resolve_url(storage)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise EffsearchError(f"no study storage at {url.removeprefix('sqlite:///')}; run `effsearch tune FILE` first")
-    st = open_storage(url, heartbeat_interval=None, grace_period=None)
+        pick_study_name(st, study, url)  # a named study must exist; fails clearly otherwise
     err.print(f"serving optuna-dashboard for {display_url(url)} at http://{host}:{port}/ (Ctrl-C stops it)", markup=False, highlight=False)
     try:
         optuna_dashboard.run_server(st, host=host, port=port)

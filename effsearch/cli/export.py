@@ -26,8 +26,8 @@ def export(
     """Export a trial to ONNX for onnxruntime: by --trial N, --pick knee, or limits (best metric within them)."""
     from effsearch.constraints import Constraints
     from effsearch.export import export_trial
-    from effsearch.report.front import study_info
-    from effsearch.report.pick import describe, pick_knee, pick_trial, pick_within
+    from effsearch.results.front import study_info
+    from effsearch.results.pick import pick_knee, pick_trial, pick_within
 
     limits = Constraints(max_latency_ms=max_latency_ms, max_metric_drop=max_metric_drop, max_size_mb=max_size_mb)
     chosen = [name for name, on in (("--trial", trial is not None), ("--pick", pick is not None), ("limits", bool(limits))) if on]
@@ -45,7 +45,7 @@ def export(
         row, how = pick_knee(st), "the knee of the front"
     else:
         row = pick_within(st, limits)
-        how = f"the best {study_info(st).metric_key} within {describe(limits, study_info(st).metric_key)}"
+        how = f"the best {study_info(st).metric_key} within {limits.describe(study_info(st).metric_key)}"
     res = export_trial(st, row, output, url, force=force, user_file=file)
     key = res.metric_key
     out.print(

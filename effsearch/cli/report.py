@@ -18,7 +18,7 @@ def pareto(
     as_json: Annotated[bool, typer.Option("--json", help="Write the front as a JSON array to stdout.")] = False,
 ) -> None:
     """Show the Pareto-optimal trials of a study."""
-    from effsearch.report.front import front_rows, knee, row_json, study_info
+    from effsearch.results.front import front_rows, knee, row_json, study_info
     from effsearch.report.table import front_table
 
     st, _ = load_study(study, storage)

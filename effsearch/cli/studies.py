@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from effsearch.cli.app import StorageOpt, app, err, out
-from effsearch.errors import StudyError
 
 
 @app.command()
@@ -24,13 +23,10 @@ def studies(
     from optuna.trial import TrialState
 
     from effsearch.record import read_meta
-    from effsearch.storage import open_storage, pick_study_name, redact, resolve_url
+    from effsearch.storage import open_existing, pick_study_name, redact
     from effsearch.study import runs_counted
 
-    url = resolve_url(storage)
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise StudyError(f"no study storage at {url.removeprefix('sqlite:///')}; run `effsearch tune FILE` first")
-    st = open_storage(url, heartbeat_interval=None, grace_period=None)
+    st, url = open_existing(storage)
     if delete is not None:
         name = pick_study_name(st, delete, url)
         study = optuna.load_study(study_name=name, storage=st)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from effsearch.cli.app import StorageOpt, app, err, is_debug, log, out, print_failures
 
@@ -38,7 +38,7 @@ def tune(
     """Run (or resume) a study on FILE and print its Pareto front."""
     from effsearch.constraints import Constraints
     from effsearch.objectives import parse_objectives
-    from effsearch.report.front import front_rows, knee, study_info
+    from effsearch.results.front import front_rows, knee, study_info
     from effsearch.report.table import front_table
     from effsearch.space import load_space
     from effsearch.storage import redact, resolve_url
@@ -56,7 +56,7 @@ def tune(
         cap = min(hw, max_world_size)
     search = load_space(space, cap).clamp_world_size(cap)
     keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
-    url = resolve_url(storage, create=True)
+    url = resolve_url(storage)
     settings = TuneSettings(
         study_name=study or uf.name,
         storage_url=url,
@@ -82,6 +82,8 @@ def tune(
         TextColumn("{task.fields[stage]}"),
         TextColumn("front {task.fields[front]}"),
         TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),  # estimated from the runs finished so far; blank until there are some
         console=err,
         transient=False,
         disable=not err.is_terminal and not is_debug(),
@@ -102,14 +104,3 @@ def tune(
     print_failures(summary.study)
     if summary.runs_here and summary.completed_here == 0 and not rows:
         raise typer.Exit(1)
-
-
-def print_failures(study) -> None:
-    from effsearch.report.front import failures
-    from effsearch.report.table import failures_table
-
-    failed = failures(study)
-    if failed:
-        out.print(failures_table(failed))
-
-

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from effsearch.errors import EffsearchError
-from effsearch.report.front import StudyInfo
+from effsearch.results.front import StudyInfo
 from effsearch.report.info import FrontEntry, Point, Report, metric_label
 
 __all__ = ["render_html"]
@@ -38,7 +38,7 @@ def _plotly() -> tuple[Any, Any, Any]:
         import plotly.io as pio
         from plotly.offline import get_plotlyjs
     except ImportError as exc:
-        raise EffsearchError("the HTML report needs plotly: pip install 'effsearch[dashboard]'") from exc
+        raise EffsearchError("the HTML report needs plotly, which effsearch installs: pip install plotly") from exc
     return go, pio, get_plotlyjs
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shlex
 import warnings
 from dataclasses import dataclass
 from itertools import combinations
@@ -15,13 +14,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
 from effsearch.constraints import metric_drop
-from effsearch.report import hypervolume as hv
-from effsearch.report.front import FrontRow, StudyInfo, baseline, failures, front_rows, knee, study_info
+from effsearch.results import hypervolume as hv
+from effsearch.results.front import UNITS, FrontRow, StudyInfo, baseline, export_command, failures, front_rows, knee, study_info
 from effsearch.space import CORE_PARAMS
-from effsearch.storage import redact
+from effsearch.storage import display_url
 
 __all__ = [
-    "UNITS",
     "MIN_IMPORTANCE_RUNS",
     "Point",
     "FrontEntry",
@@ -30,24 +28,11 @@ __all__ = [
     "ParallelDim",
     "Report",
     "build_report",
-    "export_command",
-    "display_url",
     "metric_label",
 ]
 
 log = logging.getLogger(__name__)
 
-UNITS = {
-    "latency_ms": "ms",
-    "latency_p90_ms": "ms",
-    "flops": "FLOP",
-    "param_count": "",
-    "size_bytes": "B",
-    "energy_j": "J",
-    "infer_energy_mj": "mJ",
-    "flops_per_j": "FLOP/J",
-    "train_s": "s",
-}
 # fANOVA on fewer training runs than this says more about noise than about the parameters (the trials
 # of one run share every parameter but the precision).
 MIN_IMPORTANCE_RUNS = 5
@@ -129,22 +114,6 @@ class Report:
     @property
     def complete(self) -> int:
         return sum(p.state != "failed" for p in self.points)
-
-
-def display_url(url: str) -> str:
-    """The storage URL as a user would pass it: password redacted, the psycopg driver name dropped."""
-    url = redact(url)
-    if url.startswith("postgresql+psycopg://"):
-        url = "postgresql://" + url.removeprefix("postgresql+psycopg://")
-    return url
-
-
-def export_command(study_name: str, url: str, trial: int, out: str = "model.onnx") -> str:
-    """The exact `effsearch export` command line that ships one trial."""
-    return (
-        f"effsearch export --study {shlex.quote(study_name)} --storage {shlex.quote(display_url(url))} "
-        f"--trial {trial} -o {shlex.quote(out)}"
-    )
 
 
 def metric_label(info: StudyInfo, key: str) -> str:

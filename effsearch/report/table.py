@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from effsearch.report.front import FrontRow, StudyInfo
+from effsearch.results.front import FrontRow, StudyInfo
 
 __all__ = ["front_table", "failures_table", "fmt_metric"]
 

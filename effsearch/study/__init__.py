@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from effsearch.storage import check_writable
 
 from effsearch.study.create import Instruments, environment, open_study
 from effsearch.study.loop import runs_counted
@@ -34,7 +37,15 @@ def tune(
     datasets: tuple[Any, Any],
     on_stage: OnStage | None = None,
 ) -> tuple[Tuner, TuneSummary]:
-    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size."""
+    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size.
+
+    Folders are checked before anything is made: a bad --artifacts creates no study and no folder.
+    """
+    check_writable(settings.artifact_dir, "--artifacts" if settings.artifacts else "the study folder")
+    if settings.storage_url.startswith("sqlite:///"):
+        sqlite_file = Path(settings.storage_url.removeprefix("sqlite:///"))
+        check_writable(sqlite_file.parent, "--storage")
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     tools = Instruments.choose(settings.energy_meter)
     study = open_study(settings, uf=uf, probe=probe, tools=tools)
     tuner = Tuner(study, uf, settings, tools=tools, on_stage=on_stage)

@@ -17,10 +17,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from effsearch.report import hypervolume as hv
-from effsearch.report.front import front_rows, knee
+from effsearch.results import hypervolume as hv
+from effsearch.results.front import front_rows, knee
 from effsearch.report.html import render_html
-from effsearch.report.info import MIN_IMPORTANCE_RUNS, build_report, display_url, export_command
+from effsearch.report.info import MIN_IMPORTANCE_RUNS, build_report
+from effsearch.results.front import export_command
+from effsearch.storage import display_url
 
 STUDY = "digits-cnn"
 

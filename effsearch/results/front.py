@@ -1,8 +1,9 @@
-"""The Pareto front and everything derived from it, as plain data read from storage only."""
+"""The Pareto front and what is derived from it (knee, baseline, failures, the JSON rows), read from storage only."""
 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,36 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
+from effsearch.results.hypervolume import normalise
 from effsearch.space import CORE_PARAMS
+from effsearch.storage import display_url
 
-__all__ = ["StudyInfo", "FrontRow", "study_info", "front_rows", "knee", "failures", "baseline", "row_json", "row_of"]
+# The unit of each figure a trial records, for tables, plots and model cards.
+UNITS = {
+    "latency_ms": "ms",
+    "latency_p90_ms": "ms",
+    "flops": "FLOP",
+    "param_count": "",
+    "size_bytes": "B",
+    "energy_j": "J",
+    "infer_energy_mj": "mJ",
+    "flops_per_j": "FLOP/J",
+    "train_s": "s",
+}
+
+__all__ = [
+    "UNITS",
+    "StudyInfo",
+    "FrontRow",
+    "study_info",
+    "front_rows",
+    "knee",
+    "failures",
+    "baseline",
+    "row_json",
+    "row_of",
+    "export_command",
+]
 
 
 @dataclass(frozen=True)
@@ -100,14 +128,16 @@ def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | 
         return None
     info = study_info(study)
     values = np.array([[float(r.metrics[k]) for k in info.objectives] for r in rows], dtype=float)
-    # Turn every objective into "smaller is better", then scale each to [0, 1] over the front.
-    for j, d in enumerate(info.directions):
-        if d == "maximize":
-            values[:, j] = -values[:, j]
-    lo, hi = values.min(axis=0), values.max(axis=0)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    norm = (values - lo) / span
-    return rows[int(np.argmin(np.linalg.norm(norm, axis=1)))]
+    scaled, _, _ = normalise(values, info.directions)  # over the front, as the hypervolume over all trials
+    return rows[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+
+
+def export_command(study_name: str, url: str, trial: int, out: str = "model.onnx") -> str:
+    """The exact `effsearch export` command line that ships one trial."""
+    return (
+        f"effsearch export --study {shlex.quote(study_name)} --storage {shlex.quote(display_url(url))} "
+        f"--trial {trial} -o {shlex.quote(out)}"
+    )
 
 
 def row_json(row: FrontRow) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""The model card as Markdown a reader can skim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["card_markdown"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "-" if v is None else str(v)
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown a reader can skim: the model's inputs, what it scores, how that was measured."""
+    m, meas, ver = card["metric"], card["measurement"], card["verification"]
+    lat = meas["latency"]
+    energy_note = " (estimate)" if meas["energy_source"] == "estimate" else f" ({meas['energy_source']})"
+    inp = card["inputs"][0] if card["inputs"] else {"name": "input", "dtype": "float32", "shape": ["batch"]}
+    sample_shape = ", ".join("1" if isinstance(d, str) or d is None else str(d) for d in inp["shape"])
+    lines = [
+        f"# {card['model']}: trial {card['trial']} of study {card['study']}",
+        "",
+        f"{card['precision']} ONNX model, pruning ratio {_fmt(card['prune_ratio'])} (achieved {_fmt(card['prune_achieved'])}), "
+        f"{m['key']} {_fmt(m['value'])} ({m['direction']}; baseline trial {_fmt(m['baseline_trial'])}: {_fmt(m['baseline_value'])}, "
+        f"drop {_fmt(m['drop_from_baseline'])}).",
+        "",
+        f"Verified: {ver['metric']} on {ver['samples']} validation samples in a fresh onnxruntime session "
+        f"(recorded {_fmt(ver['recorded'])}, difference {_fmt(ver['difference'])}, tolerance {_fmt(ver['tolerance'])}).",
+        "",
+        "## Inputs and outputs",
+        "",
+        "| | name | dtype | shape |",
+        "| --- | --- | --- | --- |",
+    ]
+    for kind in ("inputs", "outputs"):
+        for t in card[kind]:
+            lines.append(f"| {kind[:-1]} | `{t['name']}` | {t['dtype']} | [{', '.join(str(d) for d in t['shape'])}] |")
+    lines += [
+        "",
+        "The first axis (`batch`) is dynamic: any batch size runs.",
+        "",
+        "```python",
+        "import numpy as np",
+        "import onnxruntime as ort",
+        "",
+        f'session = ort.InferenceSession("{card["model"]}", providers=["CPUExecutionProvider"])',
+        f"x = np.zeros(({sample_shape}), dtype=np.{inp['dtype']})  # one sample",
+        f'(y,) = session.run(None, {{"{inp["name"]}": x}})',
+        "```",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+    ]
+    for k, v in card["metrics"].items():
+        unit = card["units"].get(k, "")
+        label = f"{k} ({unit})" if unit else k
+        if k in ("energy_j", "infer_energy_mj", "flops_per_j"):
+            label += energy_note
+        lines.append(f"| {label} | {_fmt(v)} |")
+    host = meas["host"]
+    lines += [
+        "",
+        "## How it was measured",
+        "",
+        f"- {m['key']}: {meas['metric']}.",
+        f"- latency: {lat['runtime']} ({lat['target']}), batch {lat['batch']}, {lat['threads']} thread(s), "
+        f"{lat['warmup']} warm-up calls, {lat['repeats']} timed calls; {lat['statistic']}"
+        + ("" if lat["recorded_on_study"] else " (the study did not record these settings; effsearch's defaults shown)") + ".",
+        f"- FLOPs: {meas['flops']}.",
+        f"- energy: {meas['energy']}; source {meas['energy_source']}" + (" (an estimate, not a measurement)" if meas["energy_source"] == "estimate" else "") + ".",
+        f"- host: {host.get('host')}, {host.get('cpu')}, {host.get('cores_usable')} usable cores, {host.get('platform')}.",
+        "",
+        "## Versions",
+        "",
+        "| library | measured with | exported with |",
+        "| --- | --- | --- |",
+    ]
+    measured, exported = card["versions"]["measured_with"], card["versions"]["exported_with"]
+    for name in sorted(set(measured) | set(exported)):
+        lines.append(f"| {name} | {_fmt(measured.get(name))} | {_fmt(exported.get(name))} |")
+    lines += ["", "## Parameters", "", "| parameter | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in card["params"].items()]
+    lines += ["", f"Reproduce: `{card['export_command']}`", ""]
+    return "\n".join(lines)
+
+
