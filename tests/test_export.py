@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from effsearch.constraints import metric_drop
 from effsearch.export import FP32_TOLERANCE, TOLERANCE, card_paths, tolerance
-from effsearch.report.front import baseline, front_rows, knee
+from effsearch.results.front import baseline, front_rows, knee
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits_cnn.py"

@@ -11,16 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from effsearch.errors import SpaceError
-from effsearch.space.dimensions import (
-    IMPORTANCES,
-    OPTIMIZERS,
-    PRECISIONS,
-    PRUNE_WHEN,
-    SCHEDULES,
-    Dimension,
-    SearchSpace,
-    default_dimensions,
-)
+from effsearch.space.dimensions import IMPORTANCES, OPTIMIZERS, PRECISIONS, PRUNE_WHEN, SCHEDULES
+from effsearch.space.dimensions import Dimension, SearchSpace, default_dimensions
 
 __all__ = ["load_space"]
 
