@@ -195,3 +195,21 @@ def test_verification_catches_changed_data(cli, digits_study: tuple[Path, str], 
 def test_tolerances() -> None:
     assert tolerance("fp32") == FP32_TOLERANCE == 1e-6
     assert tolerance("int8_static") == tolerance("fp16") == TOLERANCE == 1e-4
+
+
+def test_a_card_that_cannot_be_written_leaves_no_model_behind(digits_study: tuple[Path, str], tmp_path: Path, monkeypatch) -> None:
+    import effsearch.export as export
+
+    cwd, url = digits_study
+    study = _study(url)
+    row = front_rows(study)[0]
+
+    def broken(card: dict) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export, "card_markdown", broken)
+    out = tmp_path / "ship" / "model.onnx"
+    with pytest.raises(OSError, match="disk full"):
+        export.export_trial(study, row, out, url)
+    assert sorted(p.name for p in out.parent.iterdir()) == [], "neither the model nor a card, nor a partial file"
+

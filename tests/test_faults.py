@@ -185,7 +185,7 @@ def test_killed_driver_leaves_no_process_and_its_trial_is_failed_and_run_again(
 def test_a_trial_orphaned_by_a_dropped_connection_is_failed_and_queued_again(tmp_path) -> None:
     """After a dropped connection the driver gives RUNNING trials a heartbeat, so an orphan cannot stay RUNNING."""
     from effsearch.storage import open_storage
-    from effsearch.study import _adopt_orphans
+    from effsearch.study.loop import _adopt_orphans
 
     storage = open_storage(f"sqlite:///{tmp_path / 'orphans.db'}", heartbeat_interval=1, grace_period=1)
     study = optuna.create_study(storage=storage, study_name="orphans", directions=["maximize"])

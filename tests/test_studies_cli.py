@@ -158,3 +158,21 @@ def test_two_local_workers_on_one_sqlite_study_both_finish_without_lock_errors(t
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
     assert sum(bool(t.user_attrs.get("baseline")) for t in leads) == 1
     shutil.rmtree(tmp_path / "studies")
+
+
+def test_bad_options_of_tune_are_one_line_exit_2_and_create_nothing(tmp_path: Path) -> None:
+    userfile = Path(__file__).resolve().parent / "userfiles" / "tiny_mlp.py"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cases = {
+        ("--trials", "-2"): ("--trials -2", "greater than or equal to 1"),
+        ("--artifacts", str(blocker / "arts")): (f"--artifacts {blocker / 'arts'}", "choose a folder you can write to"),
+    }
+    for args, (named, fix) in cases.items():
+        work = tmp_path / f"case-{args[0].strip('-')}"
+        work.mkdir()
+        result = effsearch(work, "tune", str(userfile), *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, result.stderr
+        assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0] and fix in lines[0], result.stderr
+        assert list(work.iterdir()) == [], "no study, no folder"

@@ -42,7 +42,7 @@ def tune(
     from effsearch.report.table import front_table
     from effsearch.space import load_space
     from effsearch.storage import redact, resolve_url
-    from effsearch.study import TuneSettings, tune as run_study
+    from effsearch.study import TuneSettings, check_folders, tune as run_study
     from effsearch.train.pool import hardware_world_sizes
     from effsearch.userfile import load_user_file, probe
 
@@ -75,6 +75,7 @@ def tune(
         heartbeat_interval_s=heartbeat_interval,
         heartbeat_grace_s=heartbeat_grace,
     )
+    check_folders(settings)
     err.print(f"study [bold]{settings.study_name}[/] in {redact(url)}: {trials} training runs, objectives {', '.join(keys)}")
     with Progress(
         TextColumn("[bold]run[/] {task.completed:.0f}/{task.total:.0f}"),

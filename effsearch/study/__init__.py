@@ -21,12 +21,20 @@ __all__ = [
     "TuneSettings",
     "TuneSummary",
     "Tuner",
+    "check_folders",
     "config_of",
     "environment",
     "open_study",
     "runs_counted",
     "tune",
 ]
+
+
+def check_folders(settings: TuneSettings) -> None:
+    """Refuse folders that cannot be written before anything is made: no study, no folder for a bad option."""
+    check_writable(settings.artifact_dir, "--artifacts" if settings.artifacts else "the study folder")
+    if settings.storage_url.startswith("sqlite:///"):
+        check_writable(Path(settings.storage_url.removeprefix("sqlite:///")).parent, "--storage")
 
 
 def tune(
@@ -37,15 +45,10 @@ def tune(
     datasets: tuple[Any, Any],
     on_stage: OnStage | None = None,
 ) -> tuple[Tuner, TuneSummary]:
-    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size.
-
-    Folders are checked before anything is made: a bad --artifacts creates no study and no folder.
-    """
-    check_writable(settings.artifact_dir, "--artifacts" if settings.artifacts else "the study folder")
+    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size."""
+    check_folders(settings)
     if settings.storage_url.startswith("sqlite:///"):
-        sqlite_file = Path(settings.storage_url.removeprefix("sqlite:///"))
-        check_writable(sqlite_file.parent, "--storage")
-        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        Path(settings.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     tools = Instruments.choose(settings.energy_meter)
     study = open_study(settings, uf=uf, probe=probe, tools=tools)
     tuner = Tuner(study, uf, settings, tools=tools, on_stage=on_stage)

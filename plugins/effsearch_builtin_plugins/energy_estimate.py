@@ -6,12 +6,13 @@ import functools
 import math
 import os
 import time
+from pathlib import Path
 
 from effsearch.errors import PluginError
 from effsearch.host import cpu_model
 from effsearch.measure.energy import EnergyMeter
 
-__all__ = ["EstimateMeter", "power_figure", "watts_per_core"]
+__all__ = ["EstimateMeter", "power_figure", "threads_per_core", "watts_per_core"]
 
 # Busy-core power of broad CPU families: a representative part's TDP divided by its physical cores, as
 # Green Algorithms does. Coarse by design (the figure is labelled an estimate); first match wins.
@@ -24,6 +25,8 @@ CORE_WATTS = (
 DEFAULT_WATTS_PER_CORE = 10.0
 
 WATTS_ENV = "EFFSEARCH_CPU_WATTS_PER_CORE"
+# Where Linux describes the CPU topology (a test points it at a made-up one).
+SYS_CPU = Path("/sys/devices/system/cpu")
 TDP_ENV = "EFFSEARCH_CPU_TDP_W"
 
 
@@ -46,27 +49,47 @@ def _table_figure(model: str) -> tuple[float, str]:
     return DEFAULT_WATTS_PER_CORE, f"default for a CPU not in the table ({model or 'unknown'})"
 
 
-def power_figure() -> tuple[float, str]:
-    """Watts per busy core and where the figure comes from.
+def threads_per_core() -> int:
+    """Hardware threads per physical core (2 with SMT), from cpu0's siblings; 1 where Linux does not say."""
+    try:
+        siblings = (SYS_CPU / "cpu0" / "topology" / "thread_siblings_list").read_text().strip()
+    except OSError:
+        return 1
+    count = 0
+    for part in siblings.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            count += int(hi) - int(lo) + 1 if hi else 1
+        except ValueError:
+            return 1
+    return max(1, count)
 
-    EFFSEARCH_CPU_WATTS_PER_CORE wins, then EFFSEARCH_CPU_TDP_W divided by os.cpu_count(), then the
-    small table of CPU families, then 10 W. Raises PluginError for a setting that is not a positive number.
+
+def power_figure() -> tuple[float, str]:
+    """Watts per busy hardware thread (what a CPU second is counted on) and where the figure comes from.
+
+    EFFSEARCH_CPU_WATTS_PER_CORE wins, then EFFSEARCH_CPU_TDP_W divided by os.cpu_count() (logical CPUs),
+    then the small table of CPU families, then 10 W. A per-core figure is shared by the core's hardware
+    threads: with SMT two busy threads of one core draw about one core's power, not two. Raises
+    PluginError for a setting that is not a positive number.
     """
-    if os.environ.get(WATTS_ENV):
-        return _positive(WATTS_ENV), f"{WATTS_ENV}"
-    if os.environ.get(TDP_ENV):
+    if os.environ.get(TDP_ENV) and not os.environ.get(WATTS_ENV):
         cpus = os.cpu_count() or 1
         return _positive(TDP_ENV) / cpus, f"{TDP_ENV} / {cpus} logical CPUs"
-    return _table_figure(cpu_model())
+    watts, basis = (_positive(WATTS_ENV), WATTS_ENV) if os.environ.get(WATTS_ENV) else _table_figure(cpu_model())
+    smt = threads_per_core()
+    if smt > 1:
+        return watts / smt, f"{basis}, shared by {smt} hardware threads per core (SMT)"
+    return watts, basis
 
 
 def watts_per_core() -> float:
-    """The per-core power figure the estimate uses (see power_figure)."""
+    """The power figure the estimate multiplies CPU seconds by (see power_figure)."""
     return power_figure()[0]
 
 
 class EstimateMeter(EnergyMeter):
-    """CPU seconds of this process (all its threads) times watts per busy core: an estimate."""
+    """CPU seconds of this process (all its threads) times watts per busy hardware thread: an estimate."""
 
     name = "estimate"
     measured = False
@@ -84,7 +107,8 @@ class EstimateMeter(EnergyMeter):
     @classmethod
     def describe(cls) -> str | None:
         watts, basis = power_figure()
-        return f"CPU seconds x {watts:g} W per core ({basis})"
+        unit = "hardware thread" if threads_per_core() > 1 else "core"
+        return f"CPU seconds x {watts:g} W per {unit} ({basis})"
 
     def __init__(self) -> None:
         self._t0: float | None = None

@@ -13,10 +13,37 @@ from effsearch_builtin_plugins import energy_estimate
 from effsearch_builtin_plugins.energy_estimate import EstimateMeter, power_figure
 
 
+def _topology(root, siblings: str):
+    """A made-up /sys/devices/system/cpu whose cpu0 shares its core with `siblings`."""
+    folder = root / "cpu0" / "topology"
+    folder.mkdir(parents=True)
+    (folder / "thread_siblings_list").write_text(siblings + "\n")
+    return root
+
+
 @pytest.fixture(autouse=True)
-def no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.delenv("EFFSEARCH_CPU_WATTS_PER_CORE", raising=False)
     monkeypatch.delenv("EFFSEARCH_CPU_TDP_W", raising=False)
+    # One hardware thread per core unless a test says otherwise, whatever this machine's topology.
+    monkeypatch.setattr(energy_estimate, "SYS_CPU", _topology(tmp_path / "no-smt", "0"))
+
+
+@pytest.mark.parametrize(("siblings", "threads"), [("0", 1), ("0,64", 2), ("0-1", 2), ("0-3", 4)])
+def test_with_smt_a_cores_power_is_shared_by_its_hardware_threads(monkeypatch, tmp_path, siblings, threads) -> None:
+    monkeypatch.setattr(energy_estimate, "cpu_model", lambda: "AMD EPYC 7763 64-Core Processor")
+    monkeypatch.setattr(energy_estimate, "SYS_CPU", _topology(tmp_path / "smt", siblings))
+    assert energy_estimate.threads_per_core() == threads
+    # CPU seconds count each hardware thread: two busy threads of one core are one core's power, not two.
+    assert power_figure()[0] == pytest.approx(4.4 / threads)
+    meter = EstimateMeter()
+    meter.start()
+    _burn_cpu(0.2)
+    joules = meter.stop()
+    assert 0.2 * 4.4 / threads <= joules <= 0.4 * 4.4 / threads
+    assert ("per hardware thread" in EstimateMeter.describe()) == (threads > 1)
+    monkeypatch.setenv("EFFSEARCH_CPU_TDP_W", "256")  # a TDP is divided by logical CPUs already: no SMT factor
+    assert power_figure()[0] == pytest.approx(256 / (os.cpu_count() or 1))
 
 
 def _burn_cpu(seconds: float) -> None:
