@@ -60,7 +60,7 @@ def _validation(uf: Any) -> Any:
     return stack_dataset(val)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Verified:
     """The verification of one copied model, as the card records it."""
 
@@ -111,4 +111,7 @@ def verify_copy(copy: Path, row: FrontRow, *, uf: Any, meta: dict[str, Any], met
             f"trial {row.trial} scores {metric_key} {verified:.6g} on the validation set, not the recorded {recorded:.6g} "
             f"(difference {diff:.3g} > {allowed:.3g}); {why}? Nothing was written"
         )
-    return Verified(metric_key, verified, recorded, diff, tol, len(data), threads, sha_changed)
+    return Verified(
+        metric=metric_key, value=verified, recorded=recorded, difference=diff, tolerance=tol,
+        samples=len(data), threads=threads, user_file_changed=sha_changed,
+    )

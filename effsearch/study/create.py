@@ -27,9 +27,6 @@ __all__ = ["Instruments", "environment", "open_study"]
 
 log = logging.getLogger(__name__)
 
-# How long a worker that lost the race to create the study waits for the winner's metadata.
-_META_WAIT_S = 30.0
-
 
 @dataclass(frozen=True)
 class Instruments:
@@ -111,8 +108,11 @@ def _check_directions(study: optuna.Study, s: TuneSettings) -> None:
         )
 
 
-def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instruments) -> optuna.Study:
-    """The study named in `s`: created with its metadata and queued baseline if new, else loaded and checked."""
+def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instruments, meta_wait_s: float = 30.0) -> optuna.Study:
+    """The study named in `s`: created with its metadata and queued baseline if new, else loaded and checked.
+
+    meta_wait_s: how long a worker that lost the race to create the study waits for the winner's metadata.
+    """
     storage = open_storage(s.storage_url, s.heartbeat_interval_s, s.heartbeat_grace_s)
     sampler = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=8)
     directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]
@@ -132,7 +132,7 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
         # Written last: other workers wait for it before they start.
         record.write_meta(study, meta)
     else:
-        deadline = time.monotonic() + _META_WAIT_S
+        deadline = time.monotonic() + meta_wait_s
         while not record.read_meta(study) and time.monotonic() < deadline:
             time.sleep(0.2)
         recorded = record.read_meta(study)
