@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cpu_model"]
+__all__ = ["cpu_model", "process_gone", "this_process"]
 
 
 def cpu_model() -> str:
@@ -17,3 +20,44 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When process pid started, in clock ticks since boot (/proc/<pid>/stat field 22); None if it is gone.
+
+    A zombie (dead, not yet reaped by its parent) counts as gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # from field 3 on: state, ppid, ...
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def this_process() -> dict[str, Any]:
+    """Who runs a trial: host, boot, pid and the process's start time, so that its death can be proved later."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _start_ticks(pid)}
+
+
+def process_gone(worker: dict[str, Any] | None) -> bool:
+    """Whether the process recorded by this_process() is provably dead: same host, and rebooted since or
+    its pid gone or reused by a later process. A worker on another host is never judged from here."""
+    if not worker or worker.get("host") != socket.gethostname():
+        return False
+    if worker.get("boot") and _boot_id() and worker["boot"] != _boot_id():
+        return True
+    try:
+        pid = int(worker["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    start = _start_ticks(pid)
+    return start is None or (worker.get("start") is not None and start != worker["start"])

@@ -20,9 +20,6 @@ from effsearch.attention import lean_copy, plain_attention
 from effsearch.errors import TrialError
 from effsearch.runtime import ort_session
 
-# Kept importable from here until every caller imports effsearch.attention / effsearch.runtime.
-from effsearch.attention import LeanMultiheadAttention, lean_attention  # noqa: E402,F401
-
 __all__ = ["ExportReport", "export_onnx", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
 
 log = logging.getLogger(__name__)

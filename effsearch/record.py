@@ -6,12 +6,15 @@ once (a failed trial without a reason lost its worker; a trial outside any run b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from effsearch.host import process_gone
 
 __all__ = [
     "LOST",
@@ -29,6 +32,8 @@ __all__ = [
     "write_limits",
     "read_given_up",
     "write_given_up",
+    "read_failures",
+    "write_failures",
 ]
 
 # Our code records a reason on every failure it sees; a failed trial without one was failed by
@@ -41,6 +46,7 @@ _NOT_COUNTED = ("interrupted", "worker lost")
 _META = "effsearch"
 _LIMITS = "constraints"
 _GIVEN_UP = "structural_failures"
+_FAILURES = "structural_failure_log"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +59,8 @@ class TrialRecord:
     metrics: what was measured on the trial's artifact; onnx: that artifact's absolute path.
     fail_reason, fail_detail: why the trial failed, one line, and a traceback or log for --debug.
     timing, prune_achieved, flops_skipped_ops: the run's phases, achieved prune ratio, ops FLOPs skipped.
+    prune_kept: layers pruning left whole, by module name, with the reason and what would let them be pruned.
+    worker: the process running the lead trial (host.this_process()), so that its death can be proved.
     """
 
     lead: bool | None = None
@@ -67,6 +75,8 @@ class TrialRecord:
     timing: dict[str, float] | None = None
     prune_achieved: float | None = None
     flops_skipped_ops: dict[str, int] | None = None
+    prune_kept: dict[str, str] | None = None
+    worker: dict[str, Any] | None = None
 
     def user_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attributes."""
@@ -111,6 +121,12 @@ class RecordedTrial:
     constraints: tuple[float, ...]
     started: datetime.datetime | None
     record: TrialRecord = field(default_factory=TrialRecord)
+    run_number: int | None = None  # the run's number in start order, where the whole study was read
+
+    @property
+    def lost(self) -> bool:
+        """Still RUNNING in the storage, but its worker is provably dead (same host, process gone)."""
+        return self.state == TrialState.RUNNING and process_gone(self.record.worker)
 
     @property
     def lead(self) -> bool:
@@ -122,7 +138,8 @@ class RecordedTrial:
 
     @property
     def run(self) -> int:
-        return int(self.record.run or 0)
+        """The run's number: its lead's place in start order (read_all), else what the run wrote, else 0."""
+        return int(self.run_number if self.run_number is not None else self.record.run or 0)
 
     @property
     def run_trial(self) -> int:
@@ -142,7 +159,10 @@ class RecordedTrial:
 
     @property
     def reason(self) -> str | None:
-        """Why the trial failed (LOST where nothing recorded one), None unless it failed."""
+        """Why the trial failed (LOST where nothing recorded one), None unless it failed or was lost."""
+        if self.lost:
+            w = self.record.worker or {}
+            return f"worker lost: process {w.get('pid')} on {w.get('host')} is gone"
         if self.state != TrialState.FAIL:
             return None
         return str(self.record.fail_reason or LOST)
@@ -159,7 +179,7 @@ class RecordedTrial:
         A run's lead trial that trained (finished, failed for a reason of its own, or still running on
         another worker); not one whose worker was lost or that was interrupted: that run is run again.
         """
-        if not self.lead:
+        if not self.lead or self.lost:
             return False
         if self.state == TrialState.FAIL:
             return not str(self.reason).startswith(_NOT_COUNTED)
@@ -186,8 +206,21 @@ def read(t: FrozenTrial) -> RecordedTrial:
 
 
 def read_all(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[RecordedTrial]:
-    """Every trial of the study (of the given states), in number order."""
-    return [read(t) for t in study.get_trials(deepcopy=False, states=states)]
+    """Every trial of the study (of the given states), in number order, with run numbers.
+
+    Runs are numbered by their lead trial's start, 1 first, over the whole study: unique across workers
+    and stable (a lost run keeps its number; the run that replaces it gets the next free one). A run's
+    other precisions share its number.
+    """
+    every = [read(t) for t in study.get_trials(deepcopy=False)]
+    leads = sorted((t for t in every if t.lead and t.started is not None), key=lambda t: (t.started, t.number))
+    numbers = {t.number: i + 1 for i, t in enumerate(leads)}
+    out = []
+    for t in every:
+        if states is None or t.state in states:
+            run = numbers.get(t.run_trial)
+            out.append(t if run is None else dataclasses.replace(t, run_number=run))
+    return out
 
 
 def is_training_run(t: FrozenTrial) -> bool:
@@ -223,3 +256,12 @@ def read_given_up(study: optuna.Study) -> dict[str, str]:
 
 def write_given_up(study: optuna.Study, given_up: dict[str, str]) -> None:
     study.set_user_attr(_GIVEN_UP, given_up)
+
+
+def read_failures(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:
+    """The structural failures seen so far, per value: where each happened, in which trial, and why."""
+    return {k: list(v) for k, v in (study.user_attrs.get(_FAILURES) or {}).items()}
+
+
+def write_failures(study: optuna.Study, failures: dict[str, list[dict[str, Any]]]) -> None:
+    study.set_user_attr(_FAILURES, failures)

@@ -21,7 +21,8 @@ def test_a_record_written_in_steps_reads_back_whole() -> None:
     record.write(trial, metrics={"accuracy": 0.9}, onnx="/abs/model.onnx")
     study.tell(trial, [0.9, 1.0])
     (t,) = record.read_all(study)
-    assert (t.lead, t.run, t.run_trial, t.metrics, t.onnx) == (True, 3, 0, {"accuracy": 0.9}, "/abs/model.onnx")
+    # The run's number is its place in start order, whatever the run wrote when it began.
+    assert (t.lead, t.run, t.run_trial, t.metrics, t.onnx) == (True, 1, 0, {"accuracy": 0.9}, "/abs/model.onnx")
     assert t.is_training_run and t.reason is None and not t.baseline
 
 
@@ -31,13 +32,44 @@ def test_a_field_that_is_not_in_the_record_is_refused() -> None:
         record.write(trial, runs=1)
 
 
-def test_defaults_a_failed_trial_without_a_reason_lost_its_worker_and_belongs_to_no_run() -> None:
+def test_defaults_a_failed_trial_without_a_reason_lost_its_worker_and_keeps_its_run_number() -> None:
     study = _study()
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={"lead": True}))
-    (t,) = record.read_all(study)
-    assert t.reason == record.LOST
-    assert t.run == 0 and t.run_trial == t.number
-    assert not t.is_training_run, "a lost run is run again, so it does not count"
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1.0]))  # not effsearch's
+    lost, other = record.read_all(study)
+    assert lost.reason == record.LOST
+    assert lost.run == 1 and lost.run_trial == lost.number
+    assert not lost.is_training_run, "a lost run is run again, so it does not count"
+    assert other.run == 0 and other.reason is None, "a trial of no run belongs to run 0"
+
+
+def test_runs_are_numbered_by_their_lead_trials_start_and_precisions_share_the_number() -> None:
+    import datetime
+
+    study = _study()
+    t0 = datetime.datetime(2026, 1, 1)
+    starts = {0: 30, 1: 10, 2: 20}  # trials 0-2 are leads that started out of number order
+    for number, offset in starts.items():
+        trial = optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1.0], user_attrs={"lead": True})
+        trial.datetime_start = t0 + datetime.timedelta(seconds=offset)
+        study.add_trial(trial)
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.4, 0.9], user_attrs={"lead": False, "run_trial": 0}))
+    runs = {t.number: t.run for t in record.read_all(study)}
+    assert runs == {1: 1, 2: 2, 0: 3, 3: 3}
+
+
+def test_a_running_trial_whose_worker_is_provably_dead_reads_as_lost() -> None:
+    from effsearch.host import this_process
+
+    study = _study()
+    alive = study.ask()
+    record.write(alive, lead=True, worker=this_process())
+    dead = study.ask()
+    record.write(dead, lead=True, worker={**this_process(), "pid": 2**22 + 12345})  # above any pid_max default
+    here, gone = record.read_all(study)
+    assert not here.lost and here.is_training_run and here.reason is None
+    assert gone.lost and not gone.is_training_run
+    assert gone.reason == f"worker lost: process {2**22 + 12345} on {this_process()['host']} is gone"
 
 
 @pytest.mark.parametrize(

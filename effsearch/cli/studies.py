@@ -22,7 +22,7 @@ def studies(
     import optuna
     from optuna.trial import TrialState
 
-    from effsearch.record import read_meta
+    from effsearch.record import read_all, read_meta
     from effsearch.storage import open_existing, pick_study_name, redact
     from effsearch.study import runs_counted
 
@@ -47,6 +47,8 @@ def studies(
     for summary in st.get_all_studies():
         study = optuna.load_study(study_name=summary.study_name, storage=st)
         trials = study.get_trials(deepcopy=False)
+        recorded = read_all(study)
+        lost = sum(t.lost for t in recorded)  # RUNNING in the storage, but their worker is provably dead
         count = lambda state: sum(t.state == state for t in trials)  # noqa: E731
         try:
             front = len(study.best_trials)
@@ -55,7 +57,7 @@ def studies(
         stamps = [t.datetime_complete or t.datetime_start for t in trials if (t.datetime_complete or t.datetime_start)]
         table.add_row(
             study.study_name, str(runs_counted(study)), str(len(trials)), str(count(TrialState.COMPLETE)),
-            str(count(TrialState.FAIL)), str(count(TrialState.RUNNING)), str(front),
+            str(count(TrialState.FAIL) + lost), str(count(TrialState.RUNNING) - lost), str(front),
             max(stamps).strftime("%Y-%m-%d %H:%M:%S") if stamps else "-",
         )
     out.print(table)

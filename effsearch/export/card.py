@@ -100,6 +100,7 @@ def model_card(
         "precision": row.precision,
         "prune_ratio": row.params.get("prune_ratio"),
         "prune_achieved": run.prune_achieved,
+        "prune_kept": run.prune_kept or {},
         "params": row.params,
         "training": run.config,
         "metric": {

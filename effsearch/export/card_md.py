@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from effsearch.results.front import at_least
+
 __all__ = ["card_markdown"]
 
 
@@ -63,7 +65,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         label = f"{k} ({unit})" if unit else k
         if k in ("energy_j", "infer_energy_mj", "flops_per_j"):
             label += energy_note
-        lines.append(f"| {label} | {_fmt(v)} |")
+        lines.append(f"| {label} | {at_least(card['metrics'], k)}{_fmt(v)} |")
     host = meas["host"]
     lines += [
         "",

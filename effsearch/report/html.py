@@ -14,8 +14,8 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from effsearch.errors import EffsearchError
-from effsearch.results.front import StudyInfo
 from effsearch.report.info import FrontEntry, Point, Report, metric_label
+from effsearch.results.front import StudyInfo, at_least
 
 __all__ = ["render_html"]
 
@@ -243,7 +243,7 @@ def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
     cells = [
         row.run, row.precision, _num(p.get("prune_ratio"), 3), _num(p.get("batch_size")), _num(p.get("lr"), 3),
         p.get("lr_schedule", "-"), _num(p.get("clip_norm"), 3), _num(p.get("world_size")), _num(m.get(r.info.metric_key)),
-        "-" if e.drop is None else _num(e.drop), *(_num(m.get(k)) for k in _METRIC_COLS), m.get("energy_source", r.info.energy_source),
+        "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS), m.get("energy_source", r.info.energy_source),
     ]
     tags = [t for t, on in (("baseline", row.baseline), ("knee", e.knee)) if on]
     return {"trial": row.trial, "tags": tags, "cells": cells, "command": e.command,

@@ -238,6 +238,11 @@ def build_report(study: optuna.Study, url: str) -> Report:
             f"the front is Pareto-optimal in all {len(info.objectives)} objectives; in a two-objective view some front "
             "trials can look dominated"
         )
+    for what, why in record.read_given_up(study).items():
+        notes.append(f"{what} is no longer searched for this model: {why}")
+    kept = {(layer, why) for t in record.read_all(study) if t.lead for layer, why in (t.record.prune_kept or {}).items()}
+    for layer, why in sorted(kept):
+        notes.append(f"pruning kept {layer} whole: {why}")
     key = info.metric_key
     entries = []
     for r in rows:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from effsearch.results.front import FrontRow, StudyInfo
+from effsearch.results.front import FrontRow, StudyInfo, at_least
 
 __all__ = ["front_table", "failures_table", "fmt_metric"]
 
@@ -55,7 +55,7 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
         table.add_row(
             f"{r.trial}{mark}", str(r.run), r.precision, f"{float(p.get('prune_ratio', 0)):.2f}", str(p.get("batch_size")),
             f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),
-            fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _si(m.get("flops"), "FLOP"),
+            fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", at_least(m, "flops") + _si(m.get("flops"), "FLOP"),
             _si(m.get("param_count"), ""), _si(m.get("size_bytes"), "B"), f"{float(m.get('energy_j', 0)):.2f}",
         )
     return table

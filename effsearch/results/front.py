@@ -41,6 +41,7 @@ __all__ = [
     "row_json",
     "row_of",
     "export_command",
+    "at_least",
 ]
 
 
@@ -103,7 +104,8 @@ def front_rows(study: optuna.Study) -> list[FrontRow]:
         best = study.best_trials
     except (ValueError, RuntimeError):
         best = []
-    rows = [row_of(t) for t in best]
+    recorded = {t.number: t for t in record.read_all(study, states=(TrialState.COMPLETE,))}
+    rows = [row_of(recorded[t.number]) for t in best]
     sign = -1.0 if info.metric_direction == "maximize" else 1.0
     return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
 
@@ -117,8 +119,9 @@ def baseline(study: optuna.Study) -> FrontRow | None:
 
 
 def failures(study: optuna.Study) -> list[tuple[int, int, dict[str, Any], str]]:
-    """(trial, run, params, reason) for every failed trial."""
-    return [(t.number, t.run, t.params, str(t.reason)) for t in record.read_all(study, states=(TrialState.FAIL,))]
+    """(trial, run, params, reason) for every failed trial, and every running one whose worker is provably dead."""
+    trials = record.read_all(study, states=(TrialState.FAIL, TrialState.RUNNING))
+    return [(t.number, t.run, t.params, str(t.reason)) for t in trials if t.state == TrialState.FAIL or t.lost]
 
 
 def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | None:
@@ -130,6 +133,11 @@ def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | 
     values = np.array([[float(r.metrics[k]) for k in info.objectives] for r in rows], dtype=float)
     scaled, _, _ = normalise(values, info.directions)  # over the front, as the hypervolume over all trials
     return rows[int(np.argmin(np.linalg.norm(scaled, axis=1)))]
+
+
+def at_least(metrics: dict[str, Any], key: str) -> str:
+    """"≥ " where the figure is a lower bound (FLOPs with an op counted as nothing that does work), else ""."""
+    return "≥ " if key == "flops" and metrics.get("flops_complete") is False else ""
 
 
 def export_command(study_name: str, url: str, trial: int, out: str = "model.onnx") -> str:

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.errors import TrialError
 
-__all__ = ["LoopStats", "run_loop", "runs_counted"]
+__all__ = ["LoopStats", "fail_dead_workers", "is_connection_error", "run_loop", "runs_counted"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,9 @@ def run_loop(
             if adopt:
                 _adopt_orphans(study)
                 adopt = False
-            # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting.
+            # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting,
+            # at once where this host can prove the process gone, else once its heartbeat is stale.
+            fail_dead_workers(study)
             optuna.storages.fail_stale_trials(study)
             done = runs_counted(study)
             if done >= trials:
@@ -85,7 +87,7 @@ def run_loop(
             lost_connections = 0
             mine = [record.read(t) for t in study.get_trials(deepcopy=False) if t.number in numbers]
         except Exception as exc:
-            if not _is_connection_error(exc) or lost_connections >= _RECONNECTS:
+            if not is_connection_error(exc) or lost_connections >= _RECONNECTS:
                 raise
             lost_connections += 1
             adopt = True
@@ -99,6 +101,40 @@ def run_loop(
             elif t.state == TrialState.COMPLETE:
                 stats.completed += 1
     return stats
+
+
+def fail_dead_workers(study: optuna.Study, max_retry: int = 1) -> list[int]:
+    """Fail the RUNNING trials whose worker process is provably dead, and queue each run again once.
+
+    As Optuna's heartbeat check does (RetryFailedTrialCallback), but without waiting for the grace period:
+    a driver killed with SIGKILL on this host is seen by the next `tune` here. Returns the failed numbers.
+    """
+    failed = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial = record.read(frozen)
+        if not trial.lost:
+            continue
+        record.write(optuna.Trial(study, frozen._trial_id), fail_reason=str(trial.reason))
+        try:
+            if not study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        failed.append(frozen.number)
+        history = [*frozen.system_attrs.get("retry_history", []), frozen.number]
+        if len(history) > max_retry:
+            continue
+        log.warning("run of trial %d lost its worker (%s); queued again", frozen.number, trial.reason)
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=frozen.params,
+                distributions=frozen.distributions,
+                user_attrs=record.baseline_attrs() if trial.baseline else {},
+                system_attrs={"failed_trial": frozen.number, **frozen.system_attrs, "retry_history": history},
+            )
+        )
+    return failed
 
 
 def _adopt_orphans(study: optuna.Study) -> None:
@@ -115,7 +151,7 @@ def _adopt_orphans(study: optuna.Study) -> None:
         storage.record_heartbeat(t._trial_id)
 
 
-def _is_connection_error(exc: BaseException) -> bool:
+def is_connection_error(exc: BaseException) -> bool:
     """A dropped or refused database connection (SQLAlchemy's OperationalError, possibly wrapped)."""
     try:
         from sqlalchemy.exc import DBAPIError

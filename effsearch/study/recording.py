@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
 
 import optuna
@@ -15,6 +17,10 @@ from effsearch.errors import TrialError
 from effsearch.pipeline import PrecisionResult
 
 __all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+_BASELINE_POLL_S = 0.5
 
 
 class Recorder:
@@ -39,12 +45,27 @@ class Recorder:
         self.metric_direction = metric_direction
         self._baseline: float | None = None
 
-    def baseline_metric(self) -> float | None:
-        """The dense baseline's metric, once its run completed (here or on another worker)."""
-        if self._baseline is None:
-            for t in record.read_all(self.study, states=(TrialState.COMPLETE,)):
-                if t.baseline and self.metric_key in t.metrics:
+    def baseline_metric(self, *, wait: bool = False) -> float | None:
+        """The dense baseline's metric, once its run completed (here or on another worker).
+
+        wait: while another worker's baseline run is under way, wait for it (a limit on the metric's
+        drop cannot be judged before, and Optuna keeps a trial's first constraint values).
+        """
+        waited = False
+        while self._baseline is None:
+            running = False
+            for t in record.read_all(self.study, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+                if not t.baseline:
+                    continue
+                if t.state == TrialState.COMPLETE and self.metric_key in t.metrics:
                     self._baseline = float(t.metrics[self.metric_key])
+                running = running or (t.state == TrialState.RUNNING and not t.lost)
+            if self._baseline is not None or not (wait and running):
+                break
+            if not waited:
+                log.info("waiting for the baseline run to finish: --max-metric-drop is measured from it")
+                waited = True
+            time.sleep(_BASELINE_POLL_S)
         return self._baseline
 
     def set_baseline(self, results: list[PrecisionResult]) -> None:
@@ -68,7 +89,8 @@ class Recorder:
         """How far the trial is from each of the user's limits (<= 0: met); samplers and the front use it."""
         if not self.constraints:
             return {}
-        values = self.constraints.violations(metrics, self.metric_key, self.baseline_metric(), self.metric_direction)
+        baseline = self.baseline_metric(wait=self.constraints.max_metric_drop is not None)
+        values = self.constraints.violations(metrics, self.metric_key, baseline, self.metric_direction)
         return dict(zip(self.constraints.to_dict(), values))
 
     def finish_lead(self, trial: optuna.Trial, result: PrecisionResult) -> list[float]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -11,13 +13,14 @@ from typing import Any
 import optuna
 
 from effsearch import record
-from effsearch.errors import TrialError
+from effsearch.errors import EffsearchError, TrialError
+from effsearch.host import this_process
 from effsearch.measure.artifact import Measurer
 from effsearch.pipeline import RunResult, run_training
 from effsearch.space import TrainConfig
 from effsearch.study.create import Instruments
 from effsearch.study.give_up import GiveUp
-from effsearch.study.loop import run_loop, runs_counted
+from effsearch.study.loop import is_connection_error, run_loop, runs_counted
 from effsearch.study.recording import Recorder
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
@@ -105,18 +108,33 @@ class Tuner:
         )
 
     def _objective(self, trial: optuna.Trial, *, pool: WorkerPool, measurer: Measurer) -> list[float]:
-        """One training run; every failure it sees is recorded with its reason (a trial without one was lost)."""
+        """One training run; every failure it sees is recorded with its reason (a trial without one was lost).
+
+        A TrialError fails the run and the study goes on; so does any other error of the run itself (an
+        OSError writing an artifact, say), recorded with its type. Errors of the user file or the study
+        (EffsearchError) end the study after recording why; a dropped storage connection is left to the loop.
+        """
         try:
             return self._run(trial, pool, measurer)
         except TrialError as exc:
             if record.current(trial).fail_reason is None:
                 record.write(trial, fail_reason=str(exc))
             raise
+        except EffsearchError as exc:
+            record.write(trial, fail_reason=str(exc))
+            raise
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0]
+            reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            record.write(trial, fail_reason=reason, fail_detail=traceback.format_exc()[-4000:])
+            raise TrialError(reason) from exc
 
     def _run(self, trial: optuna.Trial, pool: WorkerPool, measurer: Measurer) -> list[float]:
         space = self.give_up.space(self.s.space)
         params = space.suggest(trial)
-        record.write(trial, lead=True)
+        record.write(trial, lead=True, worker=this_process())
         run = runs_counted(self.study)  # this run included: runs count from 1
         config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
         shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config))
@@ -127,7 +145,7 @@ class Tuner:
         except TrialError as exc:
             record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
             if exc.structural:
-                self.give_up.failed(exc.structural, str(exc))
+                self.give_up.failed(exc.structural, str(exc), where=f"prune_ratio {config.prune_ratio:g}", trial=trial.number)
             raise
         except KeyboardInterrupt:
             record.write(trial, fail_reason="interrupted")
@@ -140,6 +158,7 @@ class Tuner:
             trial,
             timing=result.timing,
             prune_achieved=result.lead.prune.achieved if result.lead.prune else 0.0,
+            prune_kept=(result.lead.prune.kept or None) if result.lead.prune else None,
             flops_skipped_ops=exported.flops.skipped_ops,
         )
         if record.current(trial).baseline:
@@ -147,7 +166,7 @@ class Tuner:
         lead_result = None
         for pr in result.precisions:
             if pr.error and pr.structural:
-                self.give_up.failed(pr.precision, pr.error)
+                self.give_up.failed(pr.precision, pr.error, where=json.dumps(asdict(config), sort_keys=True), trial=trial.number)
             if pr.precision == params["precision"]:
                 lead_result = pr
             else:

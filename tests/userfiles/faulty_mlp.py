@@ -6,6 +6,7 @@ EFFSEARCH_FAULT picks the fault; EFFSEARCH_FAULT_DIR holds marker files, so a fa
   hang_if_marked    training steps sleep for an hour while the file HANG exists
   (both hang modes touch the file `hanging` first)
   slow              every training step sleeps EFFSEARCH_FAULT_SLEEP seconds (default 1)
+  slow_first        the first training step of the study sleeps EFFSEARCH_FAULT_SLEEP seconds (touching `slow`)
   kill_once         the first training step of the first run SIGKILLs its own process
   staged            run 1: NaN loss; run 2: a shape mismatch; run 3: an op ONNX cannot export; then clean
 """
@@ -52,6 +53,8 @@ class Net(nn.Module):
             (MARKS / "hanging").touch()  # tells the test that a run is inside training
             time.sleep(3600)
         elif FAULT == "slow":
+            time.sleep(float(os.environ.get("EFFSEARCH_FAULT_SLEEP", "1")))
+        elif FAULT == "slow_first" and first_time("slow"):
             time.sleep(float(os.environ.get("EFFSEARCH_FAULT_SLEEP", "1")))
         elif FAULT == "kill_once" and first_time("killed"):
             os.kill(os.getpid(), signal.SIGKILL)
