@@ -34,6 +34,8 @@ __all__ = [
     "write_given_up",
     "read_failures",
     "write_failures",
+    "read_untrained",
+    "write_untrained",
 ]
 
 # Our code records a reason on every failure it sees; a failed trial without one was failed by
@@ -47,6 +49,7 @@ _META = "effsearch"
 _LIMITS = "constraints"
 _GIVEN_UP = "structural_failures"
 _FAILURES = "structural_failure_log"
+_UNTRAINED = "untrained:"  # + a configuration's key: its precisions' untrained figures
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +64,8 @@ class TrialRecord:
     timing, prune_achieved, flops_skipped_ops: the run's phases, achieved prune ratio, ops FLOPs skipped.
     prune_kept: layers pruning left whole, by module name, with the reason and what would let them be pruned.
     worker: the process running the lead trial (host.this_process()), so that its death can be proved.
+    untrained: the trial's precision measured before training (pretrain.Untrained as a dict).
+    screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
     """
 
     lead: bool | None = None
@@ -77,6 +82,8 @@ class TrialRecord:
     flops_skipped_ops: dict[str, int] | None = None
     prune_kept: dict[str, str] | None = None
     worker: dict[str, Any] | None = None
+    untrained: dict[str, Any] | None = None
+    screened: str | None = None
 
     def user_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attributes."""
@@ -213,12 +220,14 @@ def read_all(study: optuna.Study, states: tuple[TrialState, ...] | None = None) 
     other precisions share its number.
     """
     every = [read(t) for t in study.get_trials(deepcopy=False)]
-    leads = sorted((t for t in every if t.lead and t.started is not None), key=lambda t: (t.started, t.number))
+    # Screened configurations never trained: they are no run and take no number.
+    runs = (t for t in every if t.lead and t.started is not None and t.record.screened is None)
+    leads = sorted(runs, key=lambda t: (t.started, t.number))
     numbers = {t.number: i + 1 for i, t in enumerate(leads)}
     out = []
     for t in every:
         if states is None or t.state in states:
-            run = numbers.get(t.run_trial)
+            run = 0 if t.record.screened is not None else numbers.get(t.run_trial)
             out.append(t if run is None else dataclasses.replace(t, run_number=run))
     return out
 
@@ -265,3 +274,13 @@ def read_failures(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:
 
 def write_failures(study: optuna.Study, failures: dict[str, list[dict[str, Any]]]) -> None:
     study.set_user_attr(_FAILURES, failures)
+
+
+def read_untrained(study: optuna.Study, key: str) -> dict[str, dict[str, Any]]:
+    """The cached untrained figures of the configuration `key`, per precision ({} when not measured yet)."""
+    return dict(study.user_attrs.get(_UNTRAINED + key) or {})
+
+
+def write_untrained(study: optuna.Study, key: str, figures: dict[str, dict[str, Any]]) -> None:
+    # One attribute per configuration: workers caching different shapes never overwrite each other.
+    study.set_user_attr(_UNTRAINED + key, figures)

@@ -28,9 +28,9 @@ def tune(
     energy_meter: Annotated[str | None, typer.Option("--energy-meter", help="Force an energy meter (see `effsearch plugins`).")] = None,
     trial_timeout: Annotated[float | None, typer.Option("--trial-timeout", min=1, help="Fail a training run after this many seconds.")] = None,
     latency_threads: Annotated[int, typer.Option("--latency-threads", min=1, help="onnxruntime threads when timing.")] = 1,
-    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Constraint: p50 latency at most this.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Constraint: p50 latency at most this; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
     max_metric_drop: Annotated[float | None, typer.Option("--max-metric-drop", help="Constraint: metric at most this worse than the baseline (metric units).")] = None,
-    max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Constraint: ONNX file at most this many MB.")] = None,
+    max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Constraint: ONNX file at most this many MB; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
     artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Folder for trial artifacts, reachable by every worker (default: studies/).")] = None,
     heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")] = 10,
     heartbeat_grace: Annotated[int, typer.Option("--heartbeat-grace", min=1, help="Seconds without a heartbeat before a trial's worker counts as lost.")] = 30,
@@ -82,6 +82,7 @@ def tune(
         BarColumn(),
         TextColumn("{task.fields[stage]}"),
         TextColumn("front {task.fields[front]}"),
+        TextColumn("screened out {task.fields[screened]}"),
         TimeElapsedColumn(),
         TextColumn("left"),
         TimeRemainingColumn(),  # estimated from the runs finished so far; blank until there are some
@@ -89,10 +90,10 @@ def tune(
         transient=False,
         disable=not err.is_terminal and not is_debug(),
     ) as progress:
-        task = progress.add_task("tune", total=trials, stage="starting", front=0)
+        task = progress.add_task("tune", total=trials, stage="starting", front=0, screened=0)
 
-        def on_stage(run: int, stage: str, front: int) -> None:
-            fields = {"stage": stage}
+        def on_stage(run: int, stage: str, front: int, screened: int) -> None:
+            fields = {"stage": stage, "screened": screened}
             if front >= 0:
                 fields["front"] = front
             progress.update(task, completed=min(run, trials), **fields)
@@ -103,5 +104,7 @@ def tune(
     k = knee(summary.study, rows)
     out.print(front_table(study_info(summary.study), rows, k.trial if k else None))
     print_failures(summary.study)
+    if tuner.screened:
+        err.print(f"{tuner.screened} configuration(s) screened out before training by the limits", markup=False, highlight=False)
     if summary.runs_here and summary.completed_here == 0 and not rows:
         raise typer.Exit(1)

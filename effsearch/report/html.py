@@ -234,7 +234,7 @@ def _limits(r: Report) -> dict[str, Any]:
 def _front_head(info: StudyInfo) -> list[str]:
     head = ["trial", "run", "precision", "prune", "batch", "lr", "schedule", "clip", "ranks"]
     head += [metric_label(info, info.metric_key), "drop from baseline", *(metric_label(info, k) for k in _METRIC_COLS)]
-    return head + ["energy source", "export"]
+    return head + ["untrained latency (× dense)", "energy source", "export"]
 
 
 def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
@@ -243,7 +243,8 @@ def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
     cells = [
         row.run, row.precision, _num(p.get("prune_ratio"), 3), _num(p.get("batch_size")), _num(p.get("lr"), 3),
         p.get("lr_schedule", "-"), _num(p.get("clip_norm"), 3), _num(p.get("world_size")), _num(m.get(r.info.metric_key)),
-        "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS), m.get("energy_source", r.info.energy_source),
+        "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS),
+        _num(row.untrained["latency_ratio"], 3) if row.untrained else "-", m.get("energy_source", r.info.energy_source),
     ]
     tags = [t for t, on in (("baseline", row.baseline), ("knee", e.knee)) if on]
     return {"trial": row.trial, "tags": tags, "cells": cells, "command": e.command,

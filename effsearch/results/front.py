@@ -66,6 +66,7 @@ class FrontRow:
     metrics: dict[str, Any]
     onnx: str | None
     baseline: bool
+    untrained: dict[str, Any] | None = None  # what was known before training (pretrain.Untrained)
 
     @property
     def precision(self) -> str:
@@ -94,7 +95,9 @@ def row_of(t: FrozenTrial | record.RecordedTrial) -> FrontRow:
     trained = r.config.get("batch_size")
     if trained is not None and "batch_size" in params:
         params["batch_size"] = int(trained)
-    return FrontRow(trial=r.number, run=r.run, params=params, metrics=r.metrics, onnx=r.onnx, baseline=r.baseline)
+    return FrontRow(
+        trial=r.number, run=r.run, params=params, metrics=r.metrics, onnx=r.onnx, baseline=r.baseline, untrained=r.record.untrained
+    )
 
 
 def front_rows(study: optuna.Study) -> list[FrontRow]:
@@ -152,4 +155,4 @@ def row_json(row: FrontRow) -> dict[str, Any]:
     """One element of `effsearch pareto --json` (PRODUCT.md)."""
     # JSON has no NaN or infinity: a non-finite figure (a metric that is not an objective) becomes null.
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.metrics.items()}
-    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx}
+    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx, "untrained": row.untrained}

@@ -15,7 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from effsearch import record
-from effsearch.errors import TrialError
+from effsearch.errors import EffsearchError, TrialError
 
 __all__ = ["LoopStats", "fail_dead_workers", "is_connection_error", "run_loop", "runs_counted"]
 
@@ -48,10 +48,12 @@ def run_loop(
     trials: int,
     timeout_s: float | None,
     on_start: Callable[[int], None] = lambda done: None,
+    stop: Callable[[], str | None] = lambda: None,
 ) -> LoopStats:
     """Call `objective` on one new (or queued) trial at a time until `trials` runs count or time is up.
 
-    on_start(runs_done): told before each run starts.
+    on_start(runs_done): told before each run starts. stop(): a reason to end the study (raised as an
+    EffsearchError, exit 1), checked after each trial.
     """
     stats = LoopStats()
     start = time.monotonic()
@@ -76,6 +78,9 @@ def run_loop(
             done = runs_counted(study)
             if done >= trials:
                 break
+            reason = stop()
+            if reason:
+                raise EffsearchError(reason)
             if timeout_s is not None and time.monotonic() - start >= timeout_s:
                 log.info("timeout of %g s reached; stopping before run %d", timeout_s, done + 1)
                 break

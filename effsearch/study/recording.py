@@ -108,6 +108,7 @@ class Recorder:
         params: dict[str, Any],
         distributions: dict[str, BaseDistribution],
         run: record.TrialRecord,
+        untrained: dict[str, Any] | None = None,
     ) -> None:
         """Record one extra precision of the run's trained model as a finished trial of its own.
 
@@ -127,7 +128,8 @@ class Recorder:
             except TrialError as exc:
                 reason = str(exc)
         own = record.TrialRecord(
-            lead=False, run=run.run, run_trial=run.run_trial, config=run.config, metrics=metrics, onnx=onnx, fail_reason=reason
+            lead=False, run=run.run, run_trial=run.run_trial, config=run.config, metrics=metrics, onnx=onnx,
+            fail_reason=reason, untrained=untrained,
         )
         trial = optuna.trial.create_trial(
             state=state,
@@ -138,3 +140,26 @@ class Recorder:
             constraints=limits,
         )
         self.study.add_trial(trial)
+
+    def add_screened(
+        self,
+        precision: str,
+        *,
+        params: dict[str, Any],
+        distributions: dict[str, BaseDistribution],
+        run: record.TrialRecord,
+        untrained: dict[str, Any] | None,
+        violations: dict[str, float],
+        reason: str,
+    ) -> None:
+        """Record one precision of a configuration screened out untrained: PRUNED, with its limit values."""
+        params = {name: precision if name == "precision" else params[name] for name in distributions}
+        own = record.TrialRecord(
+            lead=False, run_trial=run.run_trial, config=run.config, untrained=untrained, screened=reason
+        )
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.PRUNED, params=params, distributions=distributions,
+                user_attrs=own.user_attrs(), constraints=violations or None,
+            )
+        )

@@ -22,6 +22,7 @@ from effsearch.study.create import Instruments
 from effsearch.study.give_up import GiveUp
 from effsearch.study.loop import is_connection_error, run_loop, runs_counted
 from effsearch.study.recording import Recorder
+from effsearch.study.screening import MAX_SCREENED_IN_ROW, Screen, describe_config
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
 from effsearch.userfile import UserFile
@@ -30,8 +31,8 @@ __all__ = ["Tuner", "config_of"]
 
 log = logging.getLogger(__name__)
 
-# on_stage(run, stage, front size or -1 when unchanged)
-OnStage = Callable[[int, str, int], None]
+# on_stage(run, stage, front size or -1 when unchanged, configurations screened out so far)
+OnStage = Callable[[int, str, int, int], None]
 
 
 def config_of(params: dict[str, Any], *, epochs: int, seed: int) -> TrainConfig:
@@ -70,9 +71,13 @@ class Tuner:
         self.uf = uf
         self.s = settings
         self.tools = tools
-        self.on_stage: OnStage = on_stage or (lambda run, stage, front: None)
+        self._on_stage: OnStage = on_stage or (lambda run, stage, front, screened: None)
         self.device, _ = hardware_world_sizes()
         self.give_up = GiveUp(study)
+        self.screened = 0  # configurations screened out here
+        self.screened_in_row = 0
+        self.closest_screened: tuple[str, TrainConfig] | None = None
+        self._closest_excess = float("inf")
         self.recorder = Recorder(
             study,
             objectives=settings.objectives,
@@ -80,6 +85,9 @@ class Tuner:
             metric_key=uf.metric_key,
             metric_direction=uf.registration.metric_direction,
         )
+
+    def on_stage(self, run: int, stage: str, front: int) -> None:
+        self._on_stage(run, stage, front, self.screened)
 
     def front_size(self) -> int:
         try:
@@ -93,13 +101,15 @@ class Tuner:
         measurer = Measurer(
             self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats
         )
+        screen = Screen(self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             stats = run_loop(
                 self.study,
-                functools.partial(self._objective, pool=pool, measurer=measurer),
+                functools.partial(self._objective, pool=pool, measurer=measurer, screen=screen),
                 trials=s.trials,
                 timeout_s=s.timeout_s,
                 on_start=lambda done: self.on_stage(done, "starting", self.front_size()),
+                stop=self._stop_reason,
             )
             pool_starts = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
         return TuneSummary(
@@ -107,7 +117,18 @@ class Tuner:
             run_walls=tuple(stats.walls), pool_starts=pool_starts,
         )
 
-    def _objective(self, trial: optuna.Trial, *, pool: WorkerPool, measurer: Measurer) -> list[float]:
+    def _stop_reason(self) -> str | None:
+        """Why the study cannot go on: too many suggestions in a row screened out by the limits."""
+        if self.screened_in_row < MAX_SCREENED_IN_ROW:
+            return None
+        reason, config = self.closest_screened or ("", None)
+        return (
+            f"{self.screened_in_row} configurations in a row were screened out before training by "
+            f"{self.s.constraints.describe(self.uf.metric_key)}; the closest ({describe_config(config)}) was {reason.removeprefix('screened: ')}; "
+            "relax the limit or widen the search space (e.g. a higher prune_ratio)"
+        )
+
+    def _objective(self, trial: optuna.Trial, *, pool: WorkerPool, measurer: Measurer, screen: Screen) -> list[float]:
         """One training run; every failure it sees is recorded with its reason (a trial without one was lost).
 
         A TrialError fails the run and the study goes on; so does any other error of the run itself (an
@@ -115,7 +136,9 @@ class Tuner:
         (EffsearchError) end the study after recording why; a dropped storage connection is left to the loop.
         """
         try:
-            return self._run(trial, pool, measurer)
+            return self._run(trial, pool, measurer, screen)
+        except optuna.TrialPruned:
+            raise
         except TrialError as exc:
             if record.current(trial).fail_reason is None:
                 record.write(trial, fail_reason=str(exc))
@@ -131,7 +154,26 @@ class Tuner:
             record.write(trial, fail_reason=reason, fail_detail=traceback.format_exc()[-4000:])
             raise TrialError(reason) from exc
 
-    def _run(self, trial: optuna.Trial, pool: WorkerPool, measurer: Measurer) -> list[float]:
+    def _screened(self, trial: optuna.Trial, params: dict[str, Any], space: Any, shared: record.TrialRecord,
+                  untrained: dict[str, dict[str, Any]], verdict: Any, config: TrainConfig) -> optuna.TrialPruned:
+        """Record a configuration screened out untrained: its trials PRUNED with their limit values."""
+        lead = params["precision"]
+        record.write(trial, untrained=untrained.get(lead), screened=verdict.reason)
+        for key, value in verdict.violations.get(lead, {}).items():
+            trial.set_constraint(key, value)
+        for precision, figures in untrained.items():
+            if precision != lead:
+                self.recorder.add_screened(
+                    precision, params=params, distributions=space.distributions(), run=shared, untrained=figures,
+                    violations=verdict.violations.get(precision, {}), reason=verdict.reason,
+                )
+        self.screened += 1
+        self.screened_in_row += 1
+        if self.closest_screened is None or verdict.excess < self._closest_excess:
+            self.closest_screened, self._closest_excess = (verdict.reason, config), verdict.excess
+        return optuna.TrialPruned(verdict.reason)
+
+    def _run(self, trial: optuna.Trial, pool: WorkerPool, measurer: Measurer, screen: Screen) -> list[float]:
         space = self.give_up.space(self.s.space)
         params = space.suggest(trial)
         record.write(trial, lead=True, worker=this_process())
@@ -139,9 +181,22 @@ class Tuner:
         config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
         shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config))
         record.write(trial, **shared.user_attrs())
+        precisions = self.give_up.precisions(self.s.space, params["precision"])
+        self.on_stage(run, "measuring untrained", self.front_size())
+        try:
+            untrained = screen.figures(config, precisions)
+        except TrialError as exc:  # training meets the same failure and records it
+            log.debug("untrained figures of trial %d: %s", trial.number, exc)
+            untrained = {}
+        if screen.active and not record.current(trial).baseline:
+            verdict = screen.verdict(untrained, screen.baseline_latency())
+            if verdict.reason:
+                raise self._screened(trial, params, space, shared, untrained, verdict, config)
+        self.screened_in_row = 0
+        record.write(trial, untrained=untrained.get(params["precision"]))
         self.on_stage(run, "starting", self.front_size())
         try:
-            result = self._train(trial, config, pool, measurer, run)
+            result = self._train(trial, config, pool, measurer, run, precisions)
         except TrialError as exc:
             record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
             if exc.structural:
@@ -170,7 +225,9 @@ class Tuner:
             if pr.precision == params["precision"]:
                 lead_result = pr
             else:
-                self.recorder.add_precision(pr, params=params, distributions=space.distributions(), run=shared)
+                self.recorder.add_precision(
+                    pr, params=params, distributions=space.distributions(), run=shared, untrained=untrained.get(pr.precision)
+                )
         self.on_stage(run, "recorded", self.front_size())
         if lead_result is None or lead_result.error:
             reason = lead_result.error if lead_result else f"precision {params['precision']} was not made"
@@ -178,14 +235,16 @@ class Tuner:
             raise TrialError(reason)
         return self.recorder.finish_lead(trial, lead_result)
 
-    def _train(self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int) -> RunResult:
+    def _train(
+        self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int, precisions: tuple[str, ...]
+    ) -> RunResult:
         threads = max(1, available_cores() // config.world_size) if self.device == "cpu" else 1
         # A run's artifacts share one folder: model.onnx (fp32) and model.<precision>.onnx.
         return run_training(
             pool,
             measurer,
             config,
-            self.give_up.precisions(self.s.space, trial.params.get("precision")),
+            precisions,
             self.s.artifact_dir / f"run-{trial.number}",
             device=self.device,
             threads_per_rank=threads,

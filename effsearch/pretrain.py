@@ -1,0 +1,110 @@
+"""What a configuration costs before it trains: latency, size, FLOPs and parameters of its pruned graph.
+
+They depend on the graph's shapes, not on its trained weights, so they are measured on the model as the
+factory builds it, pruned by the same code path the ranks run (the shapes are exactly those training
+will produce), exported and made into every precision. Latency is kept as a ratio to the untrained
+dense fp32 model timed interleaved with it, since absolute figures drift over minutes on a shared machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from effsearch.compress.prune import prune
+from effsearch.compress.quantize import make_precision
+from effsearch.errors import TrialError
+from effsearch.measure.flops import count_flops
+from effsearch.measure.interleaved import measure_interleaved
+from effsearch.onnx_export import export_onnx
+from effsearch.space import TrainConfig
+from effsearch.train.loop import first_batch
+from effsearch.userfile import UserFile
+
+__all__ = ["PROTOCOL", "Untrained", "measure_untrained"]
+
+log = logging.getLogger(__name__)
+
+# How untrained latency is timed: recorded with each figure and part of the cache's key.
+PROTOCOL = {"batch": 1, "warmup": 50, "blocks": 5, "calls": 60, "statistic": "median of per-block ratios to dense fp32"}
+
+
+@dataclass(frozen=True)
+class Untrained:
+    """One precision of a configuration, measured untrained.
+
+    latency_ratio (lo, hi): its p50 over the untrained dense fp32 model's, in the same window (the
+    median, least and largest of the per-block ratios).
+    """
+
+    latency_ms: float
+    latency_p90_ms: float
+    latency_ratio: float
+    latency_ratio_lo: float
+    latency_ratio_hi: float
+    size_bytes: int
+    flops: int
+    param_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _export(uf: UserFile, datasets: tuple[Any, Any], ratio: float, importance: str, seed: int, out: Path) -> tuple[Path, int, int]:
+    """Build, prune and export one model: (fp32 file, FLOPs, parameters)."""
+    train_set, val_set = datasets
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model = uf.registration.model()
+    prune(model, first_batch(train_set, 2), ratio, importance)
+    module = model.cpu().eval()
+    batch = first_batch(val_set, 64)
+    exported = export_onnx(module, batch, out / "model.onnx")
+    flops = count_flops(module, batch[:1])
+    return exported.path, flops.flops, flops.param_count
+
+
+def measure_untrained(
+    uf: UserFile,
+    datasets: tuple[Any, Any],
+    config: TrainConfig,
+    precisions: tuple[str, ...],
+    *,
+    calibration: list[np.ndarray],
+    sample: np.ndarray,
+    threads: int = 1,
+    providers: list[str] | None = None,
+) -> dict[str, Untrained]:
+    """Every precision of `config` that can be made, measured untrained (a precision that fails is left out).
+
+    Raises TrialError where the configuration cannot be built, pruned or exported: training would fail too.
+    """
+    with tempfile.TemporaryDirectory(prefix="effsearch-untrained-") as tmp:
+        dense_dir, config_dir = Path(tmp) / "dense", Path(tmp) / "config"
+        dense, _, _ = _export(uf, datasets, 0.0, config.prune_importance, config.seed, dense_dir)
+        fp32, flops, params = _export(uf, datasets, config.prune_ratio, config.prune_importance, config.seed, config_dir)
+        paths = {"dense": dense}
+        for precision in precisions:
+            try:
+                paths[precision] = make_precision(fp32, precision, calibration)
+            except TrialError as exc:
+                log.debug("untrained %s of prune %g failed: %s", precision, config.prune_ratio, exc)
+        timed = measure_interleaved(
+            paths, "dense", sample, threads=threads, warmup=PROTOCOL["warmup"], blocks=PROTOCOL["blocks"],
+            calls=PROTOCOL["calls"], providers=providers,
+        )
+        return {
+            p: Untrained(
+                latency_ms=timed[p].p50_ms, latency_p90_ms=timed[p].p90_ms, latency_ratio=timed[p].ratio,
+                latency_ratio_lo=timed[p].ratio_lo, latency_ratio_hi=timed[p].ratio_hi,
+                size_bytes=paths[p].stat().st_size, flops=flops, param_count=params,
+            )
+            for p in precisions
+            if p in paths
+        }
