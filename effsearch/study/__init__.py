@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from effsearch.storage import check_writable
+import optuna
 
+from effsearch.storage import check_writable
 from effsearch.study.create import Instruments, environment, open_study
 from effsearch.study.loop import runs_counted
 from effsearch.study.settings import TuneSettings, TuneSummary
@@ -44,12 +46,16 @@ def tune(
     probe: Probe,
     datasets: tuple[Any, Any],
     on_stage: OnStage | None = None,
+    until: Callable[[optuna.Study], bool] | None = None,
 ) -> tuple[Tuner, TuneSummary]:
-    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size."""
+    """Create or resume the study in `settings` and run it; the Tuner is returned for its front size.
+
+    until(study): end early once it holds (a benchmark running until a goal is met).
+    """
     check_folders(settings)
     if settings.storage_url.startswith("sqlite:///"):
         Path(settings.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     tools = Instruments.choose(settings.energy_meter)
     study = open_study(settings, uf=uf, probe=probe, tools=tools)
     tuner = Tuner(study, uf, settings, tools=tools, on_stage=on_stage)
-    return tuner, tuner.run(datasets)
+    return tuner, tuner.run(datasets, until=until)

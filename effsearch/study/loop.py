@@ -49,11 +49,13 @@ def run_loop(
     timeout_s: float | None,
     on_start: Callable[[int], None] = lambda done: None,
     stop: Callable[[], str | None] = lambda: None,
+    until: Callable[[], bool] | None = None,
 ) -> LoopStats:
     """Call `objective` on one new (or queued) trial at a time until `trials` runs count or time is up.
 
     on_start(runs_done): told before each run starts. stop(): a reason to end the study (raised as an
-    EffsearchError, exit 1), checked after each trial.
+    EffsearchError, exit 1), checked after each trial. until(): True ends the loop early, as reaching
+    the total does (a benchmark that runs until a goal is met).
     """
     stats = LoopStats()
     start = time.monotonic()
@@ -76,7 +78,7 @@ def run_loop(
             fail_dead_workers(study)
             optuna.storages.fail_stale_trials(study)
             done = runs_counted(study)
-            if done >= trials:
+            if done >= trials or (until is not None and until()):
                 break
             reason = stop()
             if reason:

@@ -52,7 +52,10 @@ class Verdict:
 class Screen:
     """The untrained figures of each configuration, and the verdict of the user's limits on them."""
 
-    def __init__(self, study: optuna.Study, *, uf: UserFile, datasets: tuple[Any, Any], measurer: Measurer, limits: Constraints) -> None:
+    def __init__(
+        self, study: optuna.Study, *, uf: UserFile, datasets: tuple[Any, Any], measurer: Measurer, limits: Constraints, on: bool = True
+    ) -> None:
+        self.on = on
         self.study = study
         self.uf = uf
         self.datasets = datasets
@@ -62,7 +65,7 @@ class Screen:
     @property
     def active(self) -> bool:
         """Screening is on whenever a limit that the untrained graph decides is given."""
-        return self.limits.max_latency_ms is not None or self.limits.max_size_mb is not None
+        return self.on and (self.limits.max_latency_ms is not None or self.limits.max_size_mb is not None)
 
     def _key(self, config: TrainConfig) -> str:
         what = {

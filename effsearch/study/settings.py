@@ -35,6 +35,7 @@ class TuneSettings:
     constraints: Constraints = Constraints()
     heartbeat_interval_s: int = 10
     heartbeat_grace_s: int = 30
+    screening: bool = True  # off only to measure what screening saves (benchmarks/study_cost.py)
 
     @property
     def artifact_dir(self) -> Path:

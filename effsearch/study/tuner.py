@@ -95,13 +95,13 @@ class Tuner:
         except Exception:
             return 0
 
-    def run(self, datasets: tuple[Any, Any]) -> TuneSummary:
-        """Train runs until the study's total (or the timeout) is reached."""
+    def run(self, datasets: tuple[Any, Any], *, until: Callable[[optuna.Study], bool] | None = None) -> TuneSummary:
+        """Train runs until the study's total (or the timeout) is reached, or until(study) holds."""
         s = self.s
         measurer = Measurer(
             self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats
         )
-        screen = Screen(self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints)
+        screen = Screen(self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             stats = run_loop(
                 self.study,
@@ -110,6 +110,7 @@ class Tuner:
                 timeout_s=s.timeout_s,
                 on_start=lambda done: self.on_stage(done, "starting", self.front_size()),
                 stop=self._stop_reason,
+                until=None if until is None else (lambda: until(self.study)),
             )
             pool_starts = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
         return TuneSummary(
