@@ -21,7 +21,7 @@ from effsearch.compress.prune import prune
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
 from effsearch.measure.flops import count_flops
-from effsearch.measure.interleaved import measure_interleaved
+from effsearch.measure.blocks import PROTOCOL as BLOCKS, measure_blocks
 from effsearch.onnx_export import export_onnx
 from effsearch.space import TrainConfig
 from effsearch.train.loop import first_batch
@@ -31,8 +31,9 @@ __all__ = ["PROTOCOL", "Untrained", "measure_untrained"]
 
 log = logging.getLogger(__name__)
 
-# How untrained latency is timed: recorded with each figure and part of the cache's key.
-PROTOCOL = {"batch": 1, "warmup": 50, "blocks": 5, "calls": 60, "statistic": "median of per-block ratios to dense fp32"}
+# How untrained latency is timed: recorded with each figure and part of the cache's key. Interleaved with
+# the dense model, as the re-measurement of the front is, with a tighter cap (every run pays it once).
+PROTOCOL = {**BLOCKS, "batch": 1, "max_blocks": 20, "max_s": 5.0, "reference": "untrained dense fp32"}
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,7 @@ def measure_untrained(
                 paths[precision] = make_precision(fp32, precision, calibration)
             except TrialError as exc:
                 log.debug("untrained %s of prune %g failed: %s", precision, config.prune_ratio, exc)
-        timed = measure_interleaved(
-            paths, "dense", sample, threads=threads, warmup=PROTOCOL["warmup"], blocks=PROTOCOL["blocks"],
-            calls=PROTOCOL["calls"], providers=providers,
-        )
+        timed = measure_blocks(paths, "dense", sample, threads=threads, providers=providers, protocol=PROTOCOL)
         return {
             p: Untrained(
                 latency_ms=timed[p].p50_ms, latency_p90_ms=timed[p].p90_ms, latency_ratio=timed[p].ratio,

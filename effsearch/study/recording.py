@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -16,11 +17,21 @@ from effsearch.constraints import Constraints
 from effsearch.errors import TrialError
 from effsearch.pipeline import PrecisionResult
 
-__all__ = ["Recorder"]
+__all__ = ["Recorder", "Shared"]
 
 log = logging.getLogger(__name__)
 
 _BASELINE_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every trial of one run shares: its sampled parameters, their distributions, and the run's
+    record fields (run, run_trial, config)."""
+
+    params: dict[str, Any]
+    distributions: dict[str, BaseDistribution]
+    run: record.TrialRecord
 
 
 class Recorder:
@@ -101,22 +112,12 @@ class Recorder:
             trial.set_constraint(key, value)
         return self.values(result.metrics)
 
-    def add_precision(
-        self,
-        result: PrecisionResult,
-        *,
-        params: dict[str, Any],
-        distributions: dict[str, BaseDistribution],
-        run: record.TrialRecord,
-        untrained: dict[str, Any] | None = None,
-    ) -> None:
+    def add_precision(self, result: PrecisionResult, shared: Shared, untrained: dict[str, Any] | None = None) -> None:
         """Record one extra precision of the run's trained model as a finished trial of its own.
 
         The trial is written whole (Optuna's create_trial/add_trial), so no precision is ever left RUNNING.
-        run: the record fields the precision shares with its lead (run, run_trial, config).
         """
-        # The trial's parameters are the searched ones (those with a distribution), its precision its own.
-        params = {name: result.precision if name == "precision" else params[name] for name in distributions}
+        run = shared.run
         state, values, limits, reason = TrialState.FAIL, None, None, result.error
         metrics = onnx = None
         if not result.error:
@@ -131,35 +132,21 @@ class Recorder:
             lead=False, run=run.run, run_trial=run.run_trial, config=run.config, metrics=metrics, onnx=onnx,
             fail_reason=reason, untrained=untrained,
         )
+        self._add(state, result.precision, shared, own, values=values, limits=limits)
+
+    def add_screened(self, precision: str, shared: Shared, *, untrained: dict[str, Any] | None, violations: dict[str, float], reason: str) -> None:
+        """Record one precision of a configuration screened out untrained: PRUNED, with its limit values."""
+        own = record.TrialRecord(lead=False, run_trial=shared.run.run_trial, config=shared.run.config, untrained=untrained, screened=reason)
+        self._add(TrialState.PRUNED, precision, shared, own, limits=violations or None)
+
+    def _add(
+        self, state: TrialState, precision: str, shared: Shared, own: record.TrialRecord, *,
+        values: list[float] | None = None, limits: dict[str, float] | None = None,
+    ) -> None:
+        # The trial's parameters are the searched ones (those with a distribution), its precision its own.
+        dists = shared.distributions
+        params = {name: precision if name == "precision" else shared.params[name] for name in dists}
         trial = optuna.trial.create_trial(
-            state=state,
-            values=values,
-            params=params,
-            distributions=distributions,
-            user_attrs=own.user_attrs(),
-            constraints=limits,
+            state=state, values=values, params=params, distributions=dists, user_attrs=own.user_attrs(), constraints=limits
         )
         self.study.add_trial(trial)
-
-    def add_screened(
-        self,
-        precision: str,
-        *,
-        params: dict[str, Any],
-        distributions: dict[str, BaseDistribution],
-        run: record.TrialRecord,
-        untrained: dict[str, Any] | None,
-        violations: dict[str, float],
-        reason: str,
-    ) -> None:
-        """Record one precision of a configuration screened out untrained: PRUNED, with its limit values."""
-        params = {name: precision if name == "precision" else params[name] for name in distributions}
-        own = record.TrialRecord(
-            lead=False, run_trial=run.run_trial, config=run.config, untrained=untrained, screened=reason
-        )
-        self.study.add_trial(
-            optuna.trial.create_trial(
-                state=TrialState.PRUNED, params=params, distributions=distributions,
-                user_attrs=own.user_attrs(), constraints=violations or None,
-            )
-        )

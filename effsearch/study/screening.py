@@ -49,18 +49,19 @@ class Verdict:
     excess: float  # how far the best precision lies outside the limits, relative to them (0 when it meets them)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Screen:
-    """The untrained figures of each configuration, and the verdict of the user's limits on them."""
+    """The untrained figures of each configuration, and the verdict of the user's limits on them.
 
-    def __init__(
-        self, study: optuna.Study, *, uf: UserFile, datasets: tuple[Any, Any], measurer: Measurer, limits: Constraints, on: bool = True
-    ) -> None:
-        self.on = on
-        self.study = study
-        self.uf = uf
-        self.datasets = datasets
-        self.measurer = measurer
-        self.limits = limits
+    on: False measures but never screens (to compare studies with and without screening).
+    """
+
+    study: optuna.Study
+    uf: UserFile
+    datasets: tuple[Any, Any]
+    measurer: Measurer
+    limits: Constraints
+    on: bool = True
 
     @property
     def active(self) -> bool:

@@ -21,7 +21,7 @@ from effsearch.space import TrainConfig
 from effsearch.study.create import Instruments
 from effsearch.study.give_up import GiveUp
 from effsearch.study.loop import is_connection_error, run_loop, runs_counted
-from effsearch.study.recording import Recorder
+from effsearch.study.recording import Recorder, Shared
 from effsearch.study.screening import MAX_SCREENED_IN_ROW, Screen, describe_config
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
@@ -101,7 +101,7 @@ class Tuner:
         measurer = Measurer(
             self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats
         )
-        screen = Screen(self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
+        screen = Screen(study=self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             stats = run_loop(
                 self.study,
@@ -165,7 +165,7 @@ class Tuner:
         for precision, figures in untrained.items():
             if precision != lead:
                 self.recorder.add_screened(
-                    precision, params=params, distributions=space.distributions(), run=shared, untrained=figures,
+                    precision, Shared(params, space.distributions(), shared), untrained=figures,
                     violations=verdict.violations.get(precision, {}), reason=verdict.reason,
                 )
         self.screened += 1
@@ -226,9 +226,7 @@ class Tuner:
             if pr.precision == params["precision"]:
                 lead_result = pr
             else:
-                self.recorder.add_precision(
-                    pr, params=params, distributions=space.distributions(), run=shared, untrained=untrained.get(pr.precision)
-                )
+                self.recorder.add_precision(pr, Shared(params, space.distributions(), shared), untrained.get(pr.precision))
         self.on_stage(run, "recorded", self.front_size())
         if lead_result is None or lead_result.error:
             reason = lead_result.error if lead_result else f"precision {params['precision']} was not made"

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.pipeline import PrecisionResult
-from effsearch.study.recording import Recorder
+from effsearch.study.recording import Recorder, Shared
 
 DISTS = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "precision": CategoricalDistribution(["fp32", "fp16", "int8_static"])}
 
@@ -38,8 +38,9 @@ def test_an_extra_precision_is_a_finished_trial_with_its_values_limits_and_run(t
     lead = study.ask({"lr": DISTS["lr"], "precision": DISTS["precision"]})
     run = record.TrialRecord(run=1, run_trial=lead.number, config={"batch_size": 64})
     rec = _recorder(study, Constraints(max_latency_ms=0.1))
-    rec.add_precision(_result(tmp_path, "fp16", 0.3), params={"lr": 0.01, "precision": "fp32"}, distributions=DISTS, run=run)
-    rec.add_precision(_result(tmp_path, "int8_static", 0.0, error="quantization failed"), params={"lr": 0.01}, distributions=DISTS, run=run)
+    shared = Shared({"lr": 0.01, "precision": "fp32"}, DISTS, run)
+    rec.add_precision(_result(tmp_path, "fp16", 0.3), shared)
+    rec.add_precision(_result(tmp_path, "int8_static", 0.0, error="quantization failed"), shared)
     fp16, int8 = record.read_all(study)[1:]
     assert fp16.state == TrialState.COMPLETE and fp16.values == (0.9, 0.3)
     assert fp16.params == {"lr": 0.01, "precision": "fp16"}
@@ -59,7 +60,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.pipeline import PrecisionResult
-from effsearch.study.recording import Recorder
+from effsearch.study.recording import Recorder, Shared
 
 url, out = sys.argv[1], Path(sys.argv[2])
 study = optuna.create_study(study_name="s", storage=url, directions=["maximize", "minimize"])
@@ -83,8 +84,7 @@ rec = Recorder(study, objectives=("accuracy", "latency_ms"), constraints=Constra
 for precision in ("fp16", "int8_static", "int8_dynamic"):
     path = out / f"model.{precision}.onnx"
     path.write_bytes(b"onnx")
-    rec.add_precision(PrecisionResult(precision, {"accuracy": 0.9, "latency_ms": 0.1}, path),
-                      params=dict(lead.params), distributions=dists, run=run)
+    rec.add_precision(PrecisionResult(precision, {"accuracy": 0.9, "latency_ms": 0.1}, path), Shared(dict(lead.params), dists, run))
 """
 
 

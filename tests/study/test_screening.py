@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from effsearch import record
-from effsearch.measure.interleaved import measure_interleaved
+from effsearch.measure.blocks import measure_blocks
 from effsearch.pretrain import _export, measure_untrained
 from effsearch.space import TrainConfig
 from effsearch.userfile import load_user_file
@@ -70,7 +70,7 @@ def test_untrained_and_trained_artifacts_have_one_graph_and_latency_within_noise
     assert _graph(untrained) == _graph(trained.onnx), "the same node types and tensor shapes"
     assert (flops, params) == (trained.metrics["flops"], trained.metrics["param_count"])
     sample = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
-    timed = measure_interleaved({"trained": Path(trained.onnx), "untrained": untrained}, "trained", sample, blocks=7, calls=100)
+    timed = measure_blocks({"trained": Path(trained.onnx), "untrained": untrained}, "trained", sample)
     assert 0.8 <= timed["untrained"].ratio <= 1.25, timed
 
 

@@ -1,4 +1,4 @@
-"""What effsearch writes on a trial and on a study: one frozen record, one writer, one reader.
+"""What effsearch writes on a trial: one frozen record, one writer, one reader.
 
 Every user-attribute key effsearch stores is spelled here and nowhere else; defaults are decided here
 once (a failed trial without a reason lost its worker; a trial outside any run belongs to run 0).
@@ -26,16 +26,6 @@ __all__ = [
     "read_all",
     "is_training_run",
     "baseline_attrs",
-    "read_meta",
-    "write_meta",
-    "read_limits",
-    "write_limits",
-    "read_given_up",
-    "write_given_up",
-    "read_failures",
-    "write_failures",
-    "read_untrained",
-    "write_untrained",
 ]
 
 # Our code records a reason on every failure it sees; a failed trial without one was failed by
@@ -44,12 +34,6 @@ LOST = "worker lost: its process stopped beating (killed, or the machine went do
 # Reasons after which a run does not count toward the study's total: it is run again.
 _NOT_COUNTED = ("interrupted", "worker lost")
 
-# Study-level user attributes.
-_META = "effsearch"
-_LIMITS = "constraints"
-_GIVEN_UP = "structural_failures"
-_FAILURES = "structural_failure_log"
-_UNTRAINED = "untrained:"  # + a configuration's key: its precisions' untrained figures
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,52 +219,3 @@ def read_all(study: optuna.Study, states: tuple[TrialState, ...] | None = None) 
 def is_training_run(t: FrozenTrial) -> bool:
     """The record's rule (RecordedTrial.is_training_run) on a stored trial."""
     return read(t).is_training_run
-
-
-# -- the study's own record -----------------------------------------------------------------------
-
-
-def read_meta(study: optuna.Study) -> dict[str, Any]:
-    """What effsearch recorded about the study when it created it ({} for a study it did not make)."""
-    return dict(study.user_attrs.get(_META) or {})
-
-
-def write_meta(study: optuna.Study, meta: dict[str, Any]) -> None:
-    study.set_user_attr(_META, meta)
-
-
-def read_limits(study: optuna.Study) -> dict[str, float]:
-    """The user's limits (Constraints.to_dict()) the study was last tuned with."""
-    return dict(study.user_attrs.get(_LIMITS) or {})
-
-
-def write_limits(study: optuna.Study, limits: dict[str, float]) -> None:
-    study.set_user_attr(_LIMITS, limits)
-
-
-def read_given_up(study: optuna.Study) -> dict[str, str]:
-    """Search values given up for this model (a precision, or "prune_ratio"), each with its reason."""
-    return dict(study.user_attrs.get(_GIVEN_UP) or {})
-
-
-def write_given_up(study: optuna.Study, given_up: dict[str, str]) -> None:
-    study.set_user_attr(_GIVEN_UP, given_up)
-
-
-def read_failures(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:
-    """The structural failures seen so far, per value: where each happened, in which trial, and why."""
-    return {k: list(v) for k, v in (study.user_attrs.get(_FAILURES) or {}).items()}
-
-
-def write_failures(study: optuna.Study, failures: dict[str, list[dict[str, Any]]]) -> None:
-    study.set_user_attr(_FAILURES, failures)
-
-
-def read_untrained(study: optuna.Study, key: str) -> dict[str, dict[str, Any]]:
-    """The cached untrained figures of the configuration `key`, per precision ({} when not measured yet)."""
-    return dict(study.user_attrs.get(_UNTRAINED + key) or {})
-
-
-def write_untrained(study: optuna.Study, key: str, figures: dict[str, dict[str, Any]]) -> None:
-    # One attribute per configuration: workers caching different shapes never overwrite each other.
-    study.set_user_attr(_UNTRAINED + key, figures)

@@ -1,0 +1,88 @@
+"""Re-measure the front together: its artifacts, the points within noise of it, and the baseline.
+
+Each trial's latency is first measured once, when its run ends, while the machine does whatever it does
+then; a front drawn from figures taken at different moments can rank points by the moment. Here every
+candidate is timed in the same interleaved blocks (measure/blocks.py), and the result is kept on the study
+(finished Optuna trials cannot change) with the host that measured it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from effsearch import record
+from effsearch.host import cpu_model
+from effsearch.measure.blocks import PROTOCOL, measure_blocks
+
+__all__ = ["NEAR", "candidates", "remeasure"]
+
+log = logging.getLogger(__name__)
+
+# A completed point whose latency divided by this would put it on the front is within noise of it: a
+# once-measured latency on a shared machine drifts by up to ~50 %.
+NEAR = 1.5
+_MAX_CANDIDATES = 40
+
+
+def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
+    """The front, the completed feasible points that could be on it but for latency noise, and the baseline."""
+    directions = [d.name.lower() for d in study.directions]
+    names = list(study.metric_names or [])
+    done = [t for t in record.read_all(study, states=(TrialState.COMPLETE,)) if t.onnx and Path(t.onnx).is_file()]
+    sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
+    lat = [i for i, n in enumerate(names) if n in ("latency_ms", "latency_p90_ms")]
+    feasible = [t for t in done if not t.infeasible]
+    values = {t.number: sign * np.array(t.values, dtype=float) for t in feasible}
+    front = {n for n, v in values.items() if not any(_dominates(w, v) for m, w in values.items() if m != n)}
+    near = []
+    for t in feasible:
+        if t.number in front:
+            continue
+        hopeful = values[t.number].copy()
+        hopeful[lat] /= NEAR
+        if not any(_dominates(values[m], hopeful) for m in front):
+            near.append(t)
+    near.sort(key=lambda t: t.number)
+    chosen = [t for t in feasible if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
+    chosen += [t for t in done if t.baseline and t.metrics.get("size_bytes") and t not in chosen][:1]
+    return chosen
+
+
+def _sample(study: optuna.Study) -> np.ndarray:
+    meta = record.read_meta(study)
+    shape = [1, *[int(d) for d in (meta.get("input_shape") or [1])[1:]]]
+    return np.zeros(shape, dtype=np.dtype(meta.get("input_dtype") or "float32"))
+
+
+def remeasure(study: optuna.Study, *, threads: int = 1, providers: list[str] | None = None, sample: np.ndarray | None = None) -> dict[str, Any] | None:
+    """Time the candidates together and keep the figures on the study; None when there is nothing to time."""
+    chosen = candidates(study)
+    baseline = next((t for t in chosen if t.baseline), None)
+    if len(chosen) < 1:
+        return None
+    reference = baseline.number if baseline is not None else chosen[0].number
+    t0 = time.perf_counter()
+    timed = measure_blocks(
+        {t.number: Path(t.onnx) for t in chosen}, reference, _sample(study) if sample is None else sample,
+        threads=threads, providers=providers,
+    )
+    entry = {
+        "host": socket.gethostname(), "cpu": cpu_model(), "threads": threads, "protocol": PROTOCOL,
+        "when": time.time(), "seconds": time.perf_counter() - t0, "reference": reference,
+        "trials": {str(n): t.to_dict() for n, t in timed.items()},
+    }
+    record.write_remeasured(study, entry)
+    log.info("re-measured %d artifacts together in %.1f s", len(timed), entry["seconds"])
+    return entry
