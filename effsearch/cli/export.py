@@ -43,6 +43,8 @@ def export(
         row, how = pick_trial(st, trial), "by number"
     elif pick is not None:
         row, how = pick_knee(st), "the knee of the front"
+        if row.within_noise:
+            how += f"; within noise of trial(s) {', '.join(map(str, row.within_noise))}, which measure the same"
     else:
         row = pick_within(st, limits)
         how = f"the best {study_info(st).metric_key} within {limits.describe(study_info(st).metric_key)}"

@@ -26,11 +26,11 @@ __all__ = ["PROTOCOL", "Timed", "measure_blocks"]
 # The adaptive protocol, recorded wherever its figures are stored.
 PROTOCOL = {
     "warmup_calls": 50,
-    "block_s": 0.02,  # each model's calls in one block last about this long
+    "block_s": 0.01,  # each model's calls in one block last about this long
     "min_calls": 5,
     "min_blocks": 5,
-    "max_blocks": 40,
-    "max_s": 30.0,
+    "max_blocks": 30,
+    "max_s": 4.0,
     "rel_width": 0.05,  # stop once every ratio's interquartile spread / median is at most this
     "statistic": "median of per-block medians; ratio: median of per-block ratios to the reference",
 }
@@ -47,6 +47,7 @@ class Timed:
     ratio: float
     ratio_lo: float
     ratio_hi: float
+    ratio_cv: float  # standard deviation of the per-block ratios over their mean
     blocks: int
     calls: int
 
@@ -113,6 +114,7 @@ def measure_blocks(
             p50_ms=float(np.median(med)), p90_ms=float(np.percentile(all_calls, 90)),
             lo_ms=float(np.percentile(med, 25)), hi_ms=float(np.percentile(med, 75)),
             ratio=float(np.median(r)), ratio_lo=float(np.percentile(r, 25)), ratio_hi=float(np.percentile(r, 75)),
+            ratio_cv=float(np.std(r) / np.mean(r)),
             blocks=len(med), calls=int(sum(len(t) for t in every[key])),
         )
     return out

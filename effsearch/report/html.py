@@ -247,6 +247,8 @@ def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
         _num(row.untrained["latency_ratio"], 3) if row.untrained else "-", m.get("energy_source", r.info.energy_source),
     ]
     tags = [t for t, on in (("baseline", row.baseline), ("knee", e.knee)) if on]
+    if row.within_noise:
+        tags.append("within noise of " + ", ".join(map(str, row.within_noise)))
     return {"trial": row.trial, "tags": tags, "cells": cells, "command": e.command,
             "latency": "" if lat is None else lat, "drop": "" if e.drop is None else e.drop}
 

@@ -238,6 +238,13 @@ def build_report(study: optuna.Study, url: str) -> Report:
             f"the front is Pareto-optimal in all {len(info.objectives)} objectives; in a two-objective view some front "
             "trials can look dominated"
         )
+    entry = record.read_remeasured(study)
+    if entry and rows and any("latency_first_ms" in r.metrics for r in rows):
+        notes.append(
+            f"the front's latencies were re-measured together on {entry['host']} ({len(entry['trials'])} artifacts, "
+            "interleaved blocks); Optuna's stored values keep the figures taken when each run ended, so the sampler, "
+            "study.best_trials and optuna-dashboard can disagree with this front"
+        )
     for what, why in record.read_given_up(study).items():
         notes.append(f"{what} is no longer searched for this model: {why}")
     kept = {(layer, why) for t in record.read_all(study) if t.lead for layer, why in (t.record.prune_kept or {}).items()}

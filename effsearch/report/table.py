@@ -47,7 +47,11 @@ def fmt_metric(v: Any) -> str:
 def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = None) -> Table:
     estimate = info.energy_source == "estimate"
     energy = "energy J (estimate)" if estimate else f"energy J ({info.energy_source})"
-    table = Table(title=f"Pareto front of {info.name}: {len(rows)} trial(s)", title_justify="left")
+    remeasured = any("latency_first_ms" in r.metrics for r in rows)
+    title = f"Pareto front of {info.name}: {len(rows)} trial(s)"
+    if remeasured:
+        title += "; latency re-measured together (≈: within noise of)"
+    table = Table(title=title, title_justify="left")
     for col, justify in (
         ("trial", "right"), ("run", "right"), ("precision", "left"), ("prune", "right"), ("batch", "right"),
         ("lr", "right"), ("schedule", "left"), ("clip", "right"), ("ranks", "right"), (info.metric_key, "right"),
@@ -57,6 +61,8 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
     for r in rows:
         p, m = r.params, r.metrics
         mark = " (baseline)" if r.baseline else (" (knee)" if r.trial == knee_trial else "")
+        if r.within_noise:
+            mark += " ≈" + ",".join(map(str, r.within_noise))  # cannot be told apart from these
         table.add_row(
             f"{r.trial}{mark}", str(r.run), r.precision, f"{float(p.get('prune_ratio', 0)):.2f}", str(p.get("batch_size")),
             f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shlex
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
+from effsearch.constraints import Constraints
 from effsearch.results.hypervolume import normalise
+from effsearch.results.remeasured import pareto, with_remeasured, within_noise
 from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
 
@@ -67,6 +70,7 @@ class FrontRow:
     onnx: str | None
     baseline: bool
     untrained: dict[str, Any] | None = None  # what was known before training (pretrain.Untrained)
+    within_noise: tuple[int, ...] = ()  # front trials this one cannot be told apart from (re-measured)
 
     @property
     def precision(self) -> str:
@@ -101,14 +105,25 @@ def row_of(t: FrozenTrial | record.RecordedTrial) -> FrontRow:
 
 
 def front_rows(study: optuna.Study) -> list[FrontRow]:
-    """The Pareto-optimal complete trials, best metric first."""
+    """The Pareto-optimal complete trials, best metric first, from re-measured figures where they cover the front."""
     info = study_info(study)
     try:
         best = study.best_trials
     except (ValueError, RuntimeError):
         best = []
     recorded = {t.number: t for t in record.read_all(study, states=(TrialState.COMPLETE,))}
-    rows = [row_of(recorded[t.number]) for t in best]
+    entry = record.read_remeasured(study)
+    timed = set((entry or {}).get("trials", {}))
+    if entry and best and all(str(t.number) in timed for t in best):
+        rows = [with_remeasured(row_of(recorded[int(n)]), entry) for n in timed if int(n) in recorded]
+        base = next((r for r in rows if r.baseline), None)
+        base_metric = float(base.metrics[info.metric_key]) if base is not None and info.metric_key in base.metrics else None
+        limits = Constraints.from_dict(record.read_limits(study))
+        rows = pareto(rows, info.objectives, info.directions, limits, info.metric_key, base_metric, info.metric_direction)
+        peers = within_noise(rows, info.objectives, info.energy_source == "estimate")
+        rows = [dataclasses.replace(r, within_noise=peers[r.trial]) for r in rows]
+    else:
+        rows = [row_of(recorded[t.number]) for t in best]
     sign = -1.0 if info.metric_direction == "maximize" else 1.0
     return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
 
@@ -155,4 +170,7 @@ def row_json(row: FrontRow) -> dict[str, Any]:
     """One element of `effsearch pareto --json` (PRODUCT.md)."""
     # JSON has no NaN or infinity: a non-finite figure (a metric that is not an objective) becomes null.
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.metrics.items()}
-    return {"trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx, "untrained": row.untrained}
+    return {
+        "trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx,
+        "untrained": row.untrained, "within_noise": list(row.within_noise),
+    }

@@ -9,12 +9,14 @@ from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.errors import ExportError
 from effsearch.results.front import FrontRow, baseline, front_rows, knee, row_of, study_info
+from effsearch.results.remeasured import with_remeasured
 
 __all__ = ["pick_trial", "pick_knee", "pick_within"]
 
 
 def _complete(study: optuna.Study) -> list[FrontRow]:
-    return [row_of(t) for t in record.read_all(study, states=(TrialState.COMPLETE,))]
+    entry = record.read_remeasured(study)  # a re-measured figure decides a limit
+    return [with_remeasured(row_of(t), entry) for t in record.read_all(study, states=(TrialState.COMPLETE,))]
 
 
 def pick_trial(study: optuna.Study, number: int) -> FrontRow:

@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from effsearch import record
+from effsearch.constraints import Constraints
 from effsearch.host import cpu_model
 from effsearch.measure.blocks import PROTOCOL, measure_blocks
 
@@ -37,32 +38,43 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
-    """The front, the completed feasible points that could be on it but for latency noise, and the baseline."""
+    """The front, the completed points that could be on it (or within a latency limit) but for latency noise,
+    and the baseline."""
     directions = [d.name.lower() for d in study.directions]
     names = list(study.metric_names or [])
+    meta = record.read_meta(study)
+    key, direction = meta.get("metric_key", names[0] if names else ""), meta.get("metric_direction", "maximize")
     done = [t for t in record.read_all(study, states=(TrialState.COMPLETE,)) if t.onnx and Path(t.onnx).is_file()]
+    base = next((t for t in done if t.baseline), None)
+    base_metric = float(base.metrics[key]) if base is not None and key in base.metrics else None
+    limits = Constraints.from_dict(record.read_limits(study))
+
+    def meets(t: record.RecordedTrial, scale: float) -> bool:
+        metrics = {**t.metrics, "latency_ms": float(t.metrics.get("latency_ms", 0.0)) / scale}
+        return all(c.met for c in limits.checks(metrics, key, base_metric, direction))
+
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     lat = [i for i, n in enumerate(names) if n in ("latency_ms", "latency_p90_ms")]
-    feasible = [t for t in done if not t.infeasible]
-    values = {t.number: sign * np.array(t.values, dtype=float) for t in feasible}
-    front = {n for n, v in values.items() if not any(_dominates(w, v) for m, w in values.items() if m != n)}
+    values = {t.number: sign * np.array(t.values, dtype=float) for t in done}
+    feasible = [t for t in done if meets(t, 1.0)]
+    front = {t.number for t in feasible if not any(_dominates(values[o.number], values[t.number]) for o in feasible if o is not t)}
     near = []
-    for t in feasible:
-        if t.number in front:
+    for t in done:
+        if t.number in front or not meets(t, NEAR):
             continue
         hopeful = values[t.number].copy()
         hopeful[lat] /= NEAR
         if not any(_dominates(values[m], hopeful) for m in front):
             near.append(t)
-    near.sort(key=lambda t: t.number)
-    chosen = [t for t in feasible if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
-    chosen += [t for t in done if t.baseline and t.metrics.get("size_bytes") and t not in chosen][:1]
+    chosen = [t for t in done if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
+    if base is not None and base not in chosen and base.metrics.get("size_bytes"):
+        chosen.append(base)
     return chosen
 
 
 def _sample(study: optuna.Study) -> np.ndarray:
     meta = record.read_meta(study)
-    shape = [1, *[int(d) for d in (meta.get("input_shape") or [1])[1:]]]
+    shape = [1, *[int(d) for d in meta.get("input_shape") or []]]  # one sample; the study records its shape
     return np.zeros(shape, dtype=np.dtype(meta.get("input_dtype") or "float32"))
 
 

@@ -22,6 +22,7 @@ from effsearch.study.create import Instruments
 from effsearch.study.give_up import GiveUp
 from effsearch.study.loop import is_connection_error, run_loop, runs_counted
 from effsearch.study.recording import Recorder, Shared
+from effsearch.study.remeasure import remeasure
 from effsearch.study.screening import MAX_SCREENED_IN_ROW, Screen, describe_config
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
@@ -113,6 +114,10 @@ class Tuner:
                 until=None if until is None else (lambda: until(self.study)),
             )
             pool_starts = {"starts": pool.starts, "start_s": [round(x, 3) for x in pool.start_seconds]}
+        if stats.completed:
+            # The front's figures taken together, now that no rank is busy: it ranks models, not moments.
+            self.on_stage(runs_counted(self.study), "re-measuring the front", self.front_size())
+            remeasure(self.study, threads=s.latency_threads, providers=self.tools.target.providers(), sample=measurer.sample)
         return TuneSummary(
             self.study, runs_counted(self.study), stats.here, stats.failed, stats.completed,
             run_walls=tuple(stats.walls), pool_starts=pool_starts,

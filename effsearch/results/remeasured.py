@@ -1,0 +1,81 @@
+"""The front from figures re-measured together (study/remeasure.py), and which points are within noise.
+
+Where a re-measurement covers the front, the front, knee, table, report, JSON and model card use its
+figures: `latency_ms` becomes the re-measured median, `latency_first_ms` keeps the figure taken when the
+run ended. Optuna's stored values keep the first figures (finished trials cannot change), so the sampler,
+`study.best_trials` and optuna-dashboard can disagree with effsearch's front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from effsearch.constraints import Constraints
+
+__all__ = ["ESTIMATE_TOLERANCE", "EXACT", "pareto", "within_noise", "with_remeasured"]
+
+# Figures that do not vary from measurement to measurement: equal or not.
+EXACT = ("size_bytes", "flops", "param_count")
+# Two estimates (energy without a meter) closer than this, relatively, cannot be told apart.
+ESTIMATE_TOLERANCE = 0.10
+
+
+def with_remeasured(row: Any, entry: dict[str, Any] | None) -> Any:
+    """The row with its latency re-measured, where the entry timed it; else the row as it is."""
+    timed = (entry or {}).get("trials", {}).get(str(row.trial))
+    if timed is None:
+        return row
+    metrics = {
+        **row.metrics,
+        "latency_first_ms": row.metrics.get("latency_ms"),
+        "latency_ms": timed["p50_ms"],
+        "latency_p90_ms": timed["p90_ms"],
+        "latency_interval_ms": [timed["lo_ms"], timed["hi_ms"]],
+        "latency_ratio": timed["ratio"],
+        "latency_ratio_interval": [timed["ratio_lo"], timed["ratio_hi"]],
+        "remeasured_on": entry["host"],
+    }
+    return dataclasses.replace(row, metrics=metrics)
+
+
+def _values(row: Any, objectives: tuple[str, ...], directions: tuple[str, ...]) -> np.ndarray:
+    sign = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    return np.array([s * float(row.metrics[k]) for s, k in zip(sign, objectives)])
+
+
+def pareto(rows: list[Any], objectives: tuple[str, ...], directions: tuple[str, ...], limits: Constraints,
+           metric_key: str, baseline_metric: float | None, direction: str) -> list[Any]:
+    """The feasible rows no other feasible row dominates; a re-measured latency decides a latency limit."""
+    feasible = [r for r in rows if all(c.met for c in limits.checks(r.metrics, metric_key, baseline_metric, direction))]
+    vals = {r.trial: _values(r, objectives, directions) for r in feasible}
+    return [
+        r for r in feasible
+        if not any(np.all(v <= vals[r.trial]) and np.any(v < vals[r.trial]) for n, v in vals.items() if n != r.trial)
+    ]
+
+
+def _close(key: str, a: dict[str, Any], b: dict[str, Any], estimate: bool) -> bool:
+    if key in ("latency_ms", "latency_p90_ms"):
+        (alo, ahi), (blo, bhi) = a.get("latency_interval_ms") or (a[key], a[key]), b.get("latency_interval_ms") or (b[key], b[key])
+        return alo <= bhi and blo <= ahi
+    x, y = float(a[key]), float(b[key])
+    if key in ("energy_j", "infer_energy_mj", "flops_per_j") and estimate:
+        return abs(x - y) <= ESTIMATE_TOLERANCE * max(abs(x), abs(y), 1e-12)
+    return x == y
+
+
+def within_noise(rows: list[Any], objectives: tuple[str, ...], estimate: bool) -> dict[int, tuple[int, ...]]:
+    """For each row, the other rows it cannot be told apart from: latency intervals that overlap, equal
+    exact figures (the metric, size), estimates within ESTIMATE_TOLERANCE, on every objective."""
+    keys = [*objectives, *(k for k in EXACT if k not in objectives)]
+    out = {}
+    for r in rows:
+        peers = tuple(
+            o.trial for o in rows
+            if o.trial != r.trial and all(k in r.metrics and k in o.metrics and _close(k, r.metrics, o.metrics, estimate) for k in keys)
+        )
+        out[r.trial] = peers
+    return out
