@@ -119,9 +119,10 @@ def front_rows(study: optuna.Study) -> list[FrontRow]:
         base = next((r for r in rows if r.baseline), None)
         base_metric = float(base.metrics[info.metric_key]) if base is not None and info.metric_key in base.metrics else None
         limits = Constraints.from_dict(record.read_limits(study))
-        rows = pareto(rows, info.objectives, info.directions, limits, info.metric_key, base_metric, info.metric_direction)
+        front = pareto(rows, info.objectives, info.directions, limits, info.metric_key, base_metric, info.metric_direction)
+        # A front point is within noise of any measured point it cannot be told apart from, on the front or not.
         peers = within_noise(rows, info.objectives, info.energy_source == "estimate")
-        rows = [dataclasses.replace(r, within_noise=peers[r.trial]) for r in rows]
+        rows = [dataclasses.replace(r, within_noise=peers[r.trial]) for r in front]
     else:
         rows = [row_of(recorded[t.number]) for t in best]
     sign = -1.0 if info.metric_direction == "maximize" else 1.0

@@ -71,11 +71,9 @@ def within_noise(rows: list[Any], objectives: tuple[str, ...], estimate: bool) -
     """For each row, the other rows it cannot be told apart from: latency intervals that overlap, equal
     exact figures (the metric, size), estimates within ESTIMATE_TOLERANCE, on every objective."""
     keys = [*objectives, *(k for k in EXACT if k not in objectives)]
-    out = {}
-    for r in rows:
-        peers = tuple(
-            o.trial for o in rows
-            if o.trial != r.trial and all(k in r.metrics and k in o.metrics and _close(k, r.metrics, o.metrics, estimate) for k in keys)
-        )
-        out[r.trial] = peers
-    return out
+
+    def alike(a: dict[str, Any], b: dict[str, Any]) -> bool:
+        shared = [k for k in keys if k in a or k in b]
+        return all(k in a and k in b and _close(k, a, b, estimate) for k in shared)
+
+    return {r.trial: tuple(o.trial for o in rows if o.trial != r.trial and alike(r.metrics, o.metrics)) for r in rows}
