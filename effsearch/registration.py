@@ -24,6 +24,7 @@ class Registration:
     metric: Callable[[Any, Any], float] | None = None
     metric_direction: str = "maximize"
     epochs: int = 3
+    trained: bool = False  # the model factory returns a trained model: run 1 measures it as given
 
     @property
     def metric_key(self) -> str:
@@ -42,10 +43,13 @@ def register(
     metric: Callable[[Any, Any], float] | None = None,
     metric_direction: str = "maximize",
     epochs: int = 3,
+    trained: bool = False,
 ) -> Registration:
     """Register a model factory and a data factory for `effsearch tune`.
 
     model: () -> torch.nn.Module. data: () -> (train_dataset, validation_dataset).
+    trained: the model arrives trained (e.g. loads a checkpoint): the study's first run is the reference,
+    that model exactly as given, and later runs prune it and fine-tune it with fine-tuning defaults.
     """
     if not callable(model):
         raise UserFileError(f"register(model=...) must be a callable returning a torch.nn.Module, got {type(model).__name__}")
@@ -59,7 +63,9 @@ def register(
         raise UserFileError(f"register(loss=...) must be a callable (outputs, targets) -> scalar tensor, got {type(loss).__name__}")
     if metric is not None and not callable(metric):
         raise UserFileError(f"register(metric=...) must be a callable (outputs, targets) -> float, got {type(metric).__name__}")
-    reg = Registration(model, data, name, loss, metric, metric_direction, epochs)
+    if not isinstance(trained, bool):
+        raise UserFileError(f"register(trained={trained!r}) must be True or False")
+    reg = Registration(model, data, name, loss, metric, metric_direction, epochs, trained)
     _pending.append(reg)
     return reg
 

@@ -50,6 +50,8 @@ class TrialRecord:
     worker: the process running the lead trial (host.this_process()), so that its death can be proved.
     untrained: the trial's precision measured before training (pretrain.Untrained as a dict).
     screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
+    reference: the run measured a model that arrives trained exactly as given (no training); the sampler
+    does not learn from it.
     """
 
     lead: bool | None = None
@@ -68,6 +70,7 @@ class TrialRecord:
     worker: dict[str, Any] | None = None
     untrained: dict[str, Any] | None = None
     screened: str | None = None
+    reference: bool | None = None
 
     def user_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attributes."""
@@ -96,9 +99,9 @@ def current(trial: optuna.Trial) -> TrialRecord:
     return TrialRecord.from_user_attrs(trial.user_attrs)
 
 
-def baseline_attrs() -> dict[str, Any]:
-    """The user attributes of the queued dense baseline."""
-    return TrialRecord(baseline=True).user_attrs()
+def baseline_attrs(reference: bool = False) -> dict[str, Any]:
+    """The user attributes of the queued dense baseline; reference: the model as given, untrained here."""
+    return TrialRecord(baseline=True, reference=reference or None).user_attrs()
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class RecordedTrial:
     @property
     def baseline(self) -> bool:
         return bool(self.record.baseline)
+
+    @property
+    def reference(self) -> bool:
+        return bool(self.record.reference)
 
     @property
     def run(self) -> int:

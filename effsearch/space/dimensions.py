@@ -89,17 +89,24 @@ class TrainConfig:
     finetune_frac: float = 0.34
 
 
-def default_dimensions(max_world_size: int) -> dict[str, Dimension]:
+# Fine-tuning a model that arrives trained: a learning rate ten times lower and a short warm-up, so that
+# a dense fine-tuned run keeps the reference's accuracy (README: "A model that arrives trained").
+FINETUNE_LR = Dimension("lr", 3e-4, low=3e-5, high=3e-3, log=True)
+FINETUNE_WARMUP = Dimension("warmup_frac", 0.02, low=0.02, high=0.02)
+
+
+def default_dimensions(max_world_size: int, trained: bool = False) -> dict[str, Dimension]:
+    """The built-in dimensions; trained: fine-tuning defaults for a model that arrives trained."""
     dims = [
         Dimension("batch_size", 64, choices=(16, 32, 64, 128)),
-        Dimension("lr", 3e-3, low=3e-4, high=3e-2, log=True),
+        FINETUNE_LR if trained else Dimension("lr", 3e-3, low=3e-4, high=3e-2, log=True),
         Dimension("lr_schedule", "cosine", choices=SCHEDULES),
         Dimension("clip_norm", 0.0, choices=(0.0, 1.0, 5.0)),
         Dimension("prune_ratio", 0.0, low=0.0, high=0.75, step=0.05),
         Dimension("precision", "fp32", choices=PRECISIONS),
         Dimension("world_size", 1, low=1, high=max_world_size, integer=True),
         Dimension("optimizer", "adamw", choices=("adamw",)),
-        Dimension("warmup_frac", 0.05, low=0.05, high=0.05),
+        FINETUNE_WARMUP if trained else Dimension("warmup_frac", 0.05, low=0.05, high=0.05),
         Dimension("prune_importance", "l2", choices=("l2",)),
         Dimension("prune_when", "start", choices=("start",)),
     ]
@@ -172,8 +179,8 @@ class SearchSpace:
         return out
 
 
-def default_space(max_world_size: int = 1) -> SearchSpace:
-    return SearchSpace(default_dimensions(max_world_size))
+def default_space(max_world_size: int = 1, trained: bool = False) -> SearchSpace:
+    return SearchSpace(default_dimensions(max_world_size, trained))
 
 
 # -- TOML overrides -------------------------------------------------------------------------------

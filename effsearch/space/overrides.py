@@ -264,14 +264,15 @@ def _check_default(d: Dimension, at: _Where, given: bool) -> None:
             )
 
 
-def load_space(path: str | Path | None, max_world_size: int = 1) -> SearchSpace:
+def load_space(path: str | Path | None, max_world_size: int = 1, trained: bool = False) -> SearchSpace:
     """The default space, with the TOML file's tables overriding single dimensions.
 
     A table per dimension: `[lr] low = 1e-4  high = 1e-2  log = true`, `[precision] choices = ["fp32", "int8_static"]`,
     or a bare `prune_ratio = 0.0` to fix one. Anything invalid raises a one-line SpaceError naming the file,
-    the dimension, the value and the fix, before any study exists.
+    the dimension, the value and the fix, before any study exists. trained: start from the fine-tuning
+    defaults of a model that arrives trained.
     """
-    dims = default_dimensions(max_world_size)
+    dims = default_dimensions(max_world_size, trained)
     if path is None:
         return SearchSpace(dims)
     path = Path(path)

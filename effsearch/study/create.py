@@ -18,6 +18,7 @@ from effsearch.errors import StudyError
 from effsearch.host import cpu_model
 from effsearch.measure.energy import energy_source
 from effsearch.plugins import choose_energy_meter, choose_latency_target
+from effsearch.sampler import make_sampler
 from effsearch.storage import open_storage, redact
 from effsearch.study.settings import TuneSettings
 from effsearch.train.pool import available_cores
@@ -114,7 +115,7 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
     meta_wait_s: how long a worker that lost the race to create the study waits for the winner's metadata.
     """
     storage = open_storage(s.storage_url, s.heartbeat_interval_s, s.heartbeat_grace_s)
-    sampler = optuna.samplers.TPESampler(seed=s.seed, multivariate=True, n_startup_trials=8)
+    sampler = make_sampler(s.seed)
     directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]
     meta = _meta(s, uf, probe, tools)  # before the study exists: a failure here must not leave a half-made study
     try:
@@ -127,8 +128,9 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
     study = optuna.load_study(study_name=s.study_name, storage=storage, sampler=sampler)
     if created:
         study.set_metric_names(list(s.objectives))
-        # The first run of a new study is the dense fp32 baseline with default training parameters.
-        study.enqueue_trial(s.space.baseline(), user_attrs=record.baseline_attrs())
+        # The first run of a new study is the dense fp32 baseline with default training parameters, or for
+        # a model that arrives trained, the reference: that model as given.
+        study.enqueue_trial(s.space.baseline(), user_attrs=record.baseline_attrs(reference=uf.registration.trained))
         # Written last: other workers wait for it before they start.
         record.write_meta(study, meta)
     else:

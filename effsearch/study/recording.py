@@ -130,7 +130,7 @@ class Recorder:
                 reason = str(exc)
         own = record.TrialRecord(
             lead=False, run=run.run, run_trial=run.run_trial, config=run.config, metrics=metrics, onnx=onnx,
-            fail_reason=reason, untrained=untrained,
+            fail_reason=reason, untrained=untrained, reference=run.reference,
         )
         self._add(state, result.precision, shared, own, values=values, limits=limits)
 

@@ -17,6 +17,7 @@ from effsearch.errors import EffsearchError, TrialError
 from effsearch.host import this_process
 from effsearch.measure.artifact import Measurer
 from effsearch.pipeline import RunResult, run_training
+from effsearch.reference import run_reference
 from effsearch.space import TrainConfig
 from effsearch.study.create import Instruments
 from effsearch.study.give_up import GiveUp
@@ -185,7 +186,7 @@ class Tuner:
         record.write(trial, lead=True, worker=this_process())
         run = runs_counted(self.study)  # this run included: runs count from 1
         config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
-        shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config))
+        shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config), reference=record.current(trial).reference)
         record.write(trial, **shared.user_attrs())
         precisions = self.give_up.precisions(self.s.space, params["precision"])
         self.on_stage(run, "measuring untrained", self.front_size())
@@ -202,7 +203,13 @@ class Tuner:
         record.write(trial, untrained=untrained.get(params["precision"]))
         self.on_stage(run, "starting", self.front_size())
         try:
-            result = self._train(trial, config, pool, measurer, run, precisions)
+            if record.current(trial).reference:
+                self.on_stage(run, "measuring the model as given", -1)
+                result = run_reference(
+                    self.uf, screen.datasets, measurer, config, precisions, self.s.artifact_dir / f"run-{trial.number}"
+                )
+            else:
+                result = self._train(trial, config, pool, measurer, run, precisions)
         except TrialError as exc:
             record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
             if exc.structural:
@@ -212,7 +219,9 @@ class Tuner:
             record.write(trial, fail_reason="interrupted")
             if record.current(trial).baseline:
                 # Every study starts from its baseline: queue it again for the next `tune`.
-                self.study.enqueue_trial(self.s.space.baseline(), user_attrs=record.baseline_attrs())
+                self.study.enqueue_trial(
+                    self.s.space.baseline(), user_attrs=record.baseline_attrs(reference=bool(record.current(trial).reference))
+                )
             raise
         exported = result.exported
         record.write(
