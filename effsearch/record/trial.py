@@ -47,6 +47,7 @@ class TrialRecord:
     fail_reason, fail_detail: why the trial failed, one line, and a traceback or log for --debug.
     timing, prune_achieved, flops_skipped_ops: the run's phases, achieved prune ratio, ops FLOPs skipped.
     prune_kept: layers pruning left whole, by module name, with the reason and what would let them be pruned.
+    prune_round_to: the multiple pruned channel counts were rounded to (compress/prune: channel_multiple).
     worker: the process running the lead trial (host.this_process()), so that its death can be proved.
     untrained: the trial's precision measured before training (pretrain.Untrained as a dict).
     screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
@@ -67,6 +68,7 @@ class TrialRecord:
     prune_achieved: float | None = None
     flops_skipped_ops: dict[str, int] | None = None
     prune_kept: dict[str, str] | None = None
+    prune_round_to: int | None = None
     worker: dict[str, Any] | None = None
     untrained: dict[str, Any] | None = None
     screened: str | None = None

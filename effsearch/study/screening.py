@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from effsearch import record
+from effsearch.compress.prune.common import channel_multiple
 from effsearch.constraints import Constraints
 from effsearch.host import cpu_model
 from effsearch.measure.artifact import Measurer
@@ -72,7 +73,7 @@ class Screen:
         what = {
             "user_file": self.uf.sha256, "prune_ratio": config.prune_ratio, "prune_when": config.prune_when,
             "prune_importance": config.prune_importance, "threads": self.measurer.threads, "protocol": PROTOCOL,
-            "host": socket.gethostname(), "cpu": cpu_model(),
+            "host": socket.gethostname(), "cpu": cpu_model(), "channel_multiple": channel_multiple(),
         }
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -229,6 +229,7 @@ class Tuner:
             timing=result.timing,
             prune_achieved=result.lead.prune.achieved if result.lead.prune else 0.0,
             prune_kept=(result.lead.prune.kept or None) if result.lead.prune else None,
+            prune_round_to=result.lead.prune.round_to if result.lead.prune else None,
             flops_skipped_ops=exported.flops.skipped_ops,
         )
         if record.current(trial).baseline:

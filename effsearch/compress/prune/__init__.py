@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from effsearch.errors import TrialError
-from effsearch.compress.prune.common import PruneReport, count_params, output_layers
+from effsearch.compress.prune.common import PruneReport, channel_multiple, count_params, output_layers
 from effsearch.compress.prune.heads import attention_blocks, count_heads, prune_mha_heads, residual_layers
 from effsearch.compress.prune.recurrent import prune_recurrent
 from effsearch.compress.prune.channels import head_pruning_runs, prune_channels
@@ -54,7 +54,9 @@ def prune(model: torch.nn.Module, example: torch.Tensor, ratio: float, importanc
             protected += [lin for _attr, lins in attention.values() for lin in lins]
             attention = {}
         kept = prune_recurrent(model, example, ratio, importance, output_layers(model, example) + protected)
-        prune_channels(model, example, ratio, importance, attention, protected)
+        # Channel counts the runtime is fast at (not for attention, whose widths follow whole heads).
+        multiple = 1 if is_attention else channel_multiple()
+        prune_channels(model, example, ratio, importance, attention, protected, round_to=multiple)
         prune_mha_heads(model, ratio, importance)
     except TrialError:
         raise
@@ -75,4 +77,4 @@ def prune(model: torch.nn.Module, example: torch.Tensor, ratio: float, importanc
         model.train(was_training)
     heads_after = count_heads(model)
     log.debug("pruned %.2f: params %d -> %d, heads %d -> %d", ratio, before, after, heads_before, heads_after)
-    return PruneReport(ratio, before, after, heads_before, heads_after, kept)
+    return PruneReport(ratio, before, after, heads_before, heads_after, kept, round_to=multiple)

@@ -24,8 +24,12 @@ def prune_channels(
     importance: str,
     attention: dict[nn.Module, tuple[str, list[nn.Linear]]],
     protected: list[nn.Module],
+    round_to: int = 1,
 ) -> None:
-    """torch-pruning's MetaPruner over the model; whole heads of `attention` blocks are removed."""
+    """torch-pruning's MetaPruner over the model; whole heads of `attention` blocks are removed.
+
+    round_to: kept channel counts are rounded to a multiple of this (1: not rounded).
+    """
     num_heads = {lin: getattr(block, attr) for block, (attr, lins) in attention.items() for lin in lins}
     widths = {block: lins[0].out_features // (3 if len(lins) == 1 else 1) for block, (_a, lins) in attention.items()}
     # Recurrent layers were pruned (or kept) by prune_recurrent: here they and recurrent cells are traced as
@@ -42,7 +46,7 @@ def prune_channels(
             pruning_ratio=ratio,
             ignored_layers=output_layers(model, example) + protected + recurrent,
             customized_pruners=recurrent_pruners(RecurrentPruner()),
-            round_to=None,
+            round_to=round_to if round_to > 1 else None,
             num_heads=num_heads,
             prune_num_heads=bool(num_heads),
             prune_head_dims=False,
