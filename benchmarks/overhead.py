@@ -2,10 +2,12 @@
 
 Runs a small study in a temporary folder and prints, per run, training seconds and the rest
 (process start, study bookkeeping, export, parity, quantization, measurement), their medians, and
-(wall - training) / training. Use --epochs to make runs train for 20 s or more.
+(wall - training) / training. Use --epochs to make runs train for 20 s or more. Then times how long a
+rank process takes to be ready: the first (which starts the fork server) and 5 replacements.
 
     python benchmarks/overhead.py --runs 8 --epochs 6
     python benchmarks/overhead.py --runs 4 --epochs 60 --world-size 2
+    python benchmarks/overhead.py --rank-start-only
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--world-size", type=int, nargs="*", default=None, help="fix the world size(s) to compare")
     ap.add_argument("--file", type=Path, default=EXAMPLE)
+    ap.add_argument("--rank-start-only", action="store_true", help="only time rank process starts")
     args = ap.parse_args()
+    if not args.rank_start_only:
+        studies(args)
+    rank_start(args.file)
+
+
+def studies(args: argparse.Namespace) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     uf = load_user_file(args.file)
     info, datasets = probe(uf)
@@ -72,20 +81,34 @@ def main() -> None:
 
 
 def rank_start(file: Path, repeats: int = 5) -> None:
-    """Seconds from asking for a rank to its being ready: the first (fork server start) and replacements."""
+    """Seconds from asking for a rank to its being ready: the first (fork server start) and replacements.
+
+    fork: asked for -> the rank's target runs (the fork server forks, the child unpickles its arguments);
+    then, in the rank, importing the file and loading its data (both done by the fork server already, so
+    ~0) and connecting to the rendezvous store; ready: asked for -> its ready message read by the driver.
+    """
+    from multiprocessing import forkserver
+
     from effsearch.train.pool import WorkerPool
 
-    print(f"\nrank start ({file.name}): fork from the preloaded server, import the user file, load its data")
+    print(f"\nrank start ({file.name}): fork from the preloaded server, reuse its file and data, connect")
+    # The studies above leave the fork server running; alone, the first start starts it.
+    server_running = forkserver._forkserver._forkserver_pid is not None
+    replacements = []
     for i in range(repeats + 1):
         with WorkerPool(file) as pool:
             t0 = time.perf_counter()
             pool.ensure(1)
             total = time.perf_counter() - t0
             r = pool.ready[0]
-            label = "first (starts the fork server)" if i == 0 else f"replacement {i}"
-            print(f"  {label:32s} ready in {total:.3f} s  (import {r['import_s']:.3f}, data {r['data_s']:.3f}, connect {r['connect_s']:.3f})")
+            first = "first (server already running)" if server_running else "first (starts the fork server)"
+            label = first if i == 0 else f"replacement {i}"
+            if i:
+                replacements.append(total)
+            print(f"  {label:32s} ready in {total:.3f} s  (fork {r['fork_s']:.3f}, import {r['import_s']:.3f}, "
+                  f"data {r['data_s']:.3f}, connect {r['connect_s']:.3f})")
+    print(f"  median of {repeats} replacements: {statistics.median(replacements):.3f} s")
 
 
 if __name__ == "__main__":
     main()
-    rank_start(EXAMPLE)

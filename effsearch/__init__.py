@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from effsearch.errors import EffsearchError, ExportError, PluginError, SpaceError, StudyError, TrialError, UserFileError
 from effsearch.registration import Registration, register
 
 __all__ = [
     "register",
     "Registration",
+    "make_sampler",
     "EffsearchError",
     "UserFileError",
     "SpaceError",
@@ -18,3 +21,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # make_sampler imports optuna: a user file's `import effsearch` should not pay for it.
+    if name == "make_sampler":
+        from effsearch.sampler import make_sampler
+
+        return make_sampler
+    raise AttributeError(f"module 'effsearch' has no attribute {name!r}")

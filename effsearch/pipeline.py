@@ -1,8 +1,11 @@
 """One training run, in the order it happens. Stages 2 and 3 execute in the rank processes:
 
-1. start ranks      the pool's long-lived rank processes (outside the energy window)
+1. start ranks      the pool's long-lived rank processes; ranks whose datasets differ from the driver's
+                    are refused (an unseeded split)
 2. train            every rank: build the model, prune it (at the start, or after the dense epochs of
-                    `prune_when = "finetune"`), train under DDP (train/loop.py)
+                    `prune_when = "finetune"`), train under DDP (train/loop.py). train_s and energy_j
+                    cover the training steps alone, for every meter: a process-scope meter is read in
+                    each rank and summed, a machine-scope one once, by rank 0, over the same window
 3. export           rank 0, once the process group is gone: the unwrapped module to ONNX with a parity
                     check, FLOPs and parameters counted on it (`export_trained`, below)
 4. precisions       here: make each precision of the exported model (compress/quantize.py)
@@ -30,7 +33,7 @@ from effsearch.space import TrainConfig
 from effsearch.train.loop import RankResult, RunSpec, first_batch
 from effsearch.train.pool import WorkerPool
 
-__all__ = ["Exported", "PrecisionResult", "RunResult", "export_trained", "run_training"]
+__all__ = ["Exported", "PrecisionResult", "RunResult", "export_trained", "measure_precision", "run_training"]
 
 log = logging.getLogger(__name__)
 
@@ -85,23 +88,17 @@ class RunResult:
         return self.ranks[0].artifact
 
 
-def _train(pool: WorkerPool, measurer: Measurer, spec: RunSpec, timeout_s: float | None) -> tuple[list[RankResult], float, float]:
-    """Stages 2-3 on the ranks, inside the energy window: (rank results, joules, wall seconds)."""
-    meter_cls = measurer.meter_cls
-    machine_meter = meter_cls() if meter_cls.scope == "machine" else None
-    if machine_meter is not None:
-        machine_meter.start()
+def _train(pool: WorkerPool, spec: RunSpec, timeout_s: float | None) -> tuple[list[RankResult], float, float]:
+    """Stages 2-3 on the ranks: (rank results, joules of the training steps, wall seconds of the whole run)."""
     t0 = time.perf_counter()
     ranks = pool.run(spec, spec.config.world_size, timeout_s=timeout_s)
     wall = time.perf_counter() - t0
-    if machine_meter is not None:
-        energy = machine_meter.stop()
-    else:
-        energy = sum(r.energy_j or 0.0 for r in ranks)  # per-process meters: every rank counted once
+    # Every rank read a process-scope meter; only rank 0 read a machine-scope one: each counted once.
+    energy = sum(r.energy_j or 0.0 for r in ranks)
     return ranks, energy, wall
 
 
-def _precision(measurer: Measurer, fp32: Path, precision: str, flops: int, common: dict[str, Any]) -> tuple[PrecisionResult, float, float]:
+def measure_precision(measurer: Measurer, fp32: Path, precision: str, flops: int, common: dict[str, Any]) -> tuple[PrecisionResult, float, float]:
     """Stages 4-5 for one precision: (result, seconds making it, seconds measuring it)."""
     t0 = time.perf_counter()
     try:
@@ -139,16 +136,18 @@ def run_training(
         device=device,
         threads_per_rank=threads_per_rank,
         collective_timeout_s=collective_timeout_s,
-        meter=meter_cls.name if meter_cls.scope == "process" else None,
+        meter=meter_cls.name,
         finish=export_trained,
+        data=measurer.data,
     )
     stage("starting ranks")
     pool.ensure(config.world_size)
     stage("training")
-    ranks, energy, run_wall = _train(pool, measurer, spec, timeout_s)
+    ranks, energy, run_wall = _train(pool, spec, timeout_s)
     exported: Exported = ranks[0].artifact
     common = {
         "flops": exported.flops.flops,
+        "flops_complete": exported.flops.complete,
         "param_count": exported.flops.param_count,
         "energy_j": energy,
         "energy_source": measurer.energy_source,
@@ -157,13 +156,14 @@ def run_training(
     results, t_quant, t_measure = [], 0.0, 0.0
     for precision in precisions:
         stage(precision)
-        result, made_s, measured_s = _precision(measurer, exported.export.path, precision, exported.flops.flops, common)
+        result, made_s, measured_s = measure_precision(measurer, exported.export.path, precision, exported.flops.flops, common)
         results.append(result)
         t_quant += made_s
         t_measure += measured_s
     timing = {
         "wall_s": time.perf_counter() - t_start,
         "train_s": common["train_s"],
+        "build_s": max(r.build_s for r in ranks),
         "run_s": run_wall,
         "export_s": exported.export_s,
         "quantize_s": t_quant,

@@ -16,7 +16,7 @@ import torch
 
 from effsearch.compress.prune import PruneReport, count_params
 from effsearch.measure.artifact import Measurer
-from effsearch.pipeline import RunResult, _precision, export_trained
+from effsearch.pipeline import RunResult, export_trained, measure_precision
 from effsearch.space import TrainConfig
 from effsearch.train.loop import RankResult
 from effsearch.userfile import UserFile
@@ -41,6 +41,7 @@ def run_reference(
     params = count_params(module)
     common = {
         "flops": exported.flops.flops,
+        "flops_complete": exported.flops.complete,
         "param_count": exported.flops.param_count,
         "energy_j": 0.0,
         "energy_source": measurer.energy_source,
@@ -48,7 +49,7 @@ def run_reference(
     }
     results, t_quant, t_measure = [], 0.0, 0.0
     for precision in precisions:
-        result, made_s, measured_s = _precision(measurer, exported.export.path, precision, exported.flops.flops, common)
+        result, made_s, measured_s = measure_precision(measurer, exported.export.path, precision, exported.flops.flops, common)
         results.append(result)
         t_quant += made_s
         t_measure += measured_s

@@ -13,7 +13,25 @@ from typing import Any
 from effsearch.errors import UserFileError
 from effsearch.registration import Registration, _take_pending
 
-__all__ = ["UserFile", "Probe", "load_user_file", "probe", "default_loss", "default_metric", "user_line"]
+__all__ = [
+    "UserFile",
+    "Probe",
+    "DataFingerprint",
+    "data_fingerprint",
+    "fingerprint_of",
+    "check_same_data",
+    "load_data",
+    "load_user_file",
+    "probe",
+    "default_loss",
+    "default_metric",
+    "user_line",
+]
+
+# How to make a data() that splits at random give the same split in every process.
+SEED_THE_SPLIT = "seed the split, e.g. random_split(..., generator=torch.Generator().manual_seed(0))"
+# Validation items hashed per fingerprint: enough to see another split, few enough to cost nothing.
+FINGERPRINT_ITEMS = 32
 
 
 @dataclass(frozen=True)
@@ -42,6 +60,109 @@ class Probe:
     output_shape: tuple[int, ...]
     n_train: int
     n_val: int
+
+
+@dataclass(frozen=True)
+class DataFingerprint:
+    """What tells two results of data() apart: sizes, the split's indices, a hash of fixed validation items.
+
+    Training items are not hashed: they may be augmented at random on every access.
+    split hashes are "" where the dataset is not a torch Subset.
+    """
+
+    n_train: int
+    n_val: int
+    train_split: str
+    val_split: str
+    val_items: str
+
+    def difference(self, other: DataFingerprint) -> str | None:
+        """What differs from `other`, in words, or None when nothing does."""
+        if (self.n_train, self.n_val) != (other.n_train, other.n_val):
+            return (
+                f"split sizes (training {self.n_train} vs {other.n_train}, validation {self.n_val} vs {other.n_val})"
+            )
+        if self.train_split != other.train_split:
+            return "training split (the Subset's indices)"
+        if self.val_split != other.val_split:
+            return "validation split (the Subset's indices)"
+        if self.val_items != other.val_items:
+            return "validation items"
+        return None
+
+
+def _hash_item(h: Any, obj: Any) -> None:
+    """Feed one dataset item (tensors, arrays, numbers, strings, nested in tuples, lists, dicts) to a hash."""
+    import numpy as np
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, np.ndarray):
+        h.update(f"A{obj.dtype}{obj.shape}".encode())
+        h.update(np.ascontiguousarray(obj).tobytes())
+    elif isinstance(obj, (tuple, list)):
+        h.update(f"L{len(obj)}".encode())
+        for x in obj:
+            _hash_item(h, x)
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k in sorted(obj, key=repr):
+            h.update(repr(k).encode())
+            _hash_item(h, obj[k])
+    elif obj is None or isinstance(obj, (bool, int, float, complex, str, bytes, np.generic)):
+        h.update(repr(obj).encode())
+    elif callable(getattr(obj, "tobytes", None)):  # PIL images and the like
+        h.update(type(obj).__name__.encode())
+        h.update(obj.tobytes())
+    else:
+        h.update(type(obj).__qualname__.encode())  # a default repr holds a memory address: leave it out
+
+
+def _split_hash(ds: Any) -> str:
+    """A hash of the indices of a (possibly nested) torch Subset and the size beneath it; "" for no Subset."""
+    import numpy as np
+    from torch.utils.data import Subset
+
+    if not isinstance(ds, Subset):
+        return ""
+    h = hashlib.sha256()
+    while isinstance(ds, Subset):
+        h.update(np.asarray(ds.indices, dtype=np.int64).tobytes())
+        h.update(b"|")
+        ds = ds.dataset
+    try:
+        h.update(str(len(ds)).encode())
+    except TypeError:
+        pass
+    return h.hexdigest()[:16]
+
+
+def data_fingerprint(datasets: tuple[Any, Any]) -> DataFingerprint:
+    """The fingerprint of (train, validation) as data() returned them."""
+    train, val = datasets
+    n = len(val)
+    k = min(FINGERPRINT_ITEMS, n)
+    h = hashlib.sha256()
+    for i in sorted({j * n // k for j in range(k)}):
+        _hash_item(h, val[i])
+    return DataFingerprint(len(train), n, _split_hash(train), _split_hash(val), h.hexdigest()[:16])
+
+
+def check_same_data(path: Path, a: DataFingerprint, b: DataFingerprint, *, where: str) -> None:
+    """Refuse, in one line naming the file and the fix, two results of data() that differ.
+
+    where: which two calls, e.g. "two calls" or "the driver and rank process 1".
+    """
+    what = a.difference(b)
+    if what is None:
+        return
+    raise UserFileError(
+        f"{path.name}: data() returned different {what} in {where}, so training could see the samples the "
+        f"metric is measured on; {SEED_THE_SPLIT} (and seed anything else random in data())"
+    )
 
 
 def _module_name(path: Path) -> str:
@@ -117,8 +238,46 @@ def _shape(x: Any) -> str:
     return "x".join(str(d) for d in getattr(x, "shape", ())) or "scalar"
 
 
+def _datasets(uf: UserFile) -> tuple[Any, Any]:
+    """One call of the data factory, checked: two map-style, non-empty datasets."""
+    f = uf.path.name
+    datasets = _call(uf, "the data factory", uf.registration.data)
+    if not (isinstance(datasets, (tuple, list)) and len(datasets) == 2):
+        raise UserFileError(f"{f}: the data factory must return (train_dataset, validation_dataset), got {type(datasets).__name__}")
+    for label, ds in zip(("training", "validation"), datasets):
+        try:
+            n = len(ds)
+        except TypeError as exc:
+            raise UserFileError(f"{f}: the {label} dataset has no len(); return map-style Datasets") from exc
+        if n == 0:
+            raise UserFileError(f"{f}: the {label} dataset is empty")
+    return datasets[0], datasets[1]
+
+
+def load_data(uf: UserFile) -> tuple[Any, Any]:
+    """(train, validation) from the data factory, called twice to refuse a split that changes from call to call.
+
+    data() is called in several processes (the driver, the fork server, `export`); an unseeded random
+    split would give each its own split, and the ranks would train on samples the driver measures on.
+    Two calls in one process catch that (the global generators moved on); the ranks compare theirs too.
+    """
+    first = _datasets(uf)
+    check_same_data(uf.path, fingerprint_of(uf, first), fingerprint_of(uf, _datasets(uf)), where="two calls")
+    return first
+
+
+def fingerprint_of(uf: UserFile, datasets: tuple[Any, Any]) -> DataFingerprint:
+    """data_fingerprint, with a dataset that cannot be indexed reported as the user file's error."""
+    try:
+        return data_fingerprint(datasets)
+    except Exception as exc:
+        raise UserFileError(
+            f"{uf.path.name}{user_line(uf.path, exc)}: reading validation items by index raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
-    """Build the model and data once, push the first batch through model and loss; return the datasets too.
+    """Build the model and the data (see load_data), push the first batch through model and loss; return the datasets too.
 
     Turns every way the contract can break into one line naming the file.
     """
@@ -130,17 +289,7 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
     model = _call(uf, "the model factory", reg.model)
     if not isinstance(model, torch.nn.Module):
         raise UserFileError(f"{f}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
-    datasets = _call(uf, "the data factory", reg.data)
-    if not (isinstance(datasets, (tuple, list)) and len(datasets) == 2):
-        raise UserFileError(f"{f}: the data factory must return (train_dataset, validation_dataset), got {type(datasets).__name__}")
-    train, val = datasets
-    for label, ds in (("training", train), ("validation", val)):
-        try:
-            n = len(ds)
-        except TypeError as exc:
-            raise UserFileError(f"{f}: the {label} dataset has no len(); return map-style Datasets") from exc
-        if n == 0:
-            raise UserFileError(f"{f}: the {label} dataset is empty")
+    train, val = load_data(uf)
     try:
         x, y = next(iter(DataLoader(train, batch_size=min(4, len(train)))))
     except Exception as exc:

@@ -63,8 +63,11 @@ def card_markdown(card: dict[str, Any]) -> str:
     for k, v in card["metrics"].items():
         unit = card["units"].get(k, "")
         label = f"{k} ({unit})" if unit else k
-        if k in ("energy_j", "infer_energy_mj", "flops_per_j"):
+        if k == "energy_j":
             label += energy_note
+        elif k in ("infer_energy_mj", "flops_per_j"):
+            source = card["metrics"].get("infer_energy_source", meas["energy_source"])
+            label += " (estimate)" if source == "estimate" else f" ({source or 'not measured'})"
         lines.append(f"| {label} | {at_least(card['metrics'], k)}{_fmt(v)} |")
     host = meas["host"]
     lines += [

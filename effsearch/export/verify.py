@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 
 from effsearch import record
-from effsearch.errors import ExportError, UserFileError
+from effsearch.errors import ExportError
 from effsearch.results.front import FrontRow
 
 __all__ = ["FP32_TOLERANCE", "TOLERANCE", "Verified", "tolerance", "source_artifact", "verify_copy"]
@@ -50,13 +50,12 @@ def source_artifact(study: optuna.Study, row: FrontRow) -> Path:
 
 
 def _validation(uf: Any) -> Any:
+    """The validation set, from data() called twice: a split that changes from call to call is refused
+    (UserFileError naming the fix), as `tune` refuses it, rather than verified on samples trained on."""
     from effsearch.measure.metric import stack_dataset
+    from effsearch.userfile import load_data
 
-    try:
-        datasets = uf.registration.data()
-        val = datasets[1]
-    except Exception as exc:
-        raise UserFileError(f"{uf.path.name}: the data factory raised {type(exc).__name__}: {exc}") from exc
+    _, val = load_data(uf)
     return stack_dataset(val)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-__all__ = ["SCOPES", "EnergyMeter", "energy_source"]
+__all__ = ["HARDWARE", "SCOPES", "EnergyMeter", "energy_source", "meter_reads"]
 
 SCOPES = ("process", "machine")
+HARDWARE = ("cpu", "gpu")
 
 
 class EnergyMeter(ABC):
@@ -17,8 +18,13 @@ class EnergyMeter(ABC):
     measured: True when the joules come from a hardware counter or sensor, False for an estimate.
     scope: "process" meters count the calling process only (every rank runs one and the readings are
     summed); "machine" meters read a machine-wide counter (a RAPL package, an NVML device) and are read
-    once per training run by the driver.
+    once per training run, by rank 0. Both are read over the same window: the training steps.
     priority: among usable measuring meters, the highest is chosen when none is forced.
+    reads: what the meter counts, "cpu" or "gpu"; inference energy is read with a meter that reads what
+    the latency target runs on. None (the default) means "cpu" for a process-scope meter (it counts its
+    own process's work) and unknown for a machine-scope one, which is then not used for inference.
+    min_window_s: the shortest window the meter reads well (its counters' update period and resolution
+    make shorter ones coarse); inference energy is read over at least this long, and never under 0.05 s.
     """
 
     kind: ClassVar[str] = "energy_meter"
@@ -26,6 +32,8 @@ class EnergyMeter(ABC):
     measured: ClassVar[bool]
     scope: ClassVar[str] = "process"
     priority: ClassVar[int] = 0
+    reads: ClassVar[str | None] = None
+    min_window_s: ClassVar[float] = 0.0
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -53,3 +61,11 @@ class EnergyMeter(ABC):
 def energy_source(meter: Any) -> str:
     """The `energy_source` of a meter class or instance: its name when it measures, else `estimate`."""
     return str(meter.name) if getattr(meter, "measured", False) else "estimate"
+
+
+def meter_reads(meter: Any) -> str | None:
+    """What a meter class or instance counts: "cpu", "gpu", or None where it does not say (see EnergyMeter.reads)."""
+    reads = getattr(meter, "reads", None)
+    if reads in HARDWARE:
+        return str(reads)
+    return "cpu" if getattr(meter, "scope", None) == "process" else None

@@ -16,12 +16,16 @@ __all__ = ["LatencyReport", "measure_latency"]
 
 @dataclass(frozen=True)
 class LatencyReport:
+    """The timed calls' percentiles; energy_calls and energy_window_s: the energy window, where one was read."""
+
     p50_ms: float
     p90_ms: float
     repeats: int
     warmup: int
     threads: int
     window_s: float
+    energy_calls: int = 0
+    energy_window_s: float = 0.0
 
 
 def measure_latency(
@@ -32,27 +36,38 @@ def measure_latency(
     repeats: int = 300,
     providers: list[str] | None = None,
     meter=None,
+    energy_window_s: float = 0.5,
 ) -> tuple[LatencyReport, float | None]:
-    """Time `repeats` single-sample calls after `warmup` untimed ones.
+    """Time `repeats` single-sample calls after `warmup` untimed ones; then read the meter over calls of its own.
 
-    meter: an energy meter read over the timed window; returns its joules as the second value.
+    meter: an energy meter read over a window after the timed calls, whose calls repeat until it lasts at
+    least energy_window_s: the timed calls alone (about 10 ms for a small model) are shorter than most
+    counters' update period. Returns its joules as the second value (None without a meter); divide by
+    report.energy_calls for joules per call.
     """
     session = ort_session(path, threads=threads, providers=providers)
     feed = {INPUT_NAME: sample}
     for _ in range(warmup):
         session.run(None, feed)
     times = np.empty(repeats)
-    if meter is not None:
-        meter.start()
     t_window = time.perf_counter()
     for i in range(repeats):
         t0 = time.perf_counter_ns()
         session.run(None, feed)
         times[i] = time.perf_counter_ns() - t0
     window = time.perf_counter() - t_window
-    joules = meter.stop() if meter is not None else None
+    joules, calls, energy_s = None, 0, 0.0
+    if meter is not None:
+        meter.start()
+        t0 = time.perf_counter()
+        while calls == 0 or time.perf_counter() - t0 < energy_window_s:
+            session.run(None, feed)
+            calls += 1
+        energy_s = time.perf_counter() - t0
+        joules = meter.stop()
     times /= 1e6
     report = LatencyReport(
-        float(np.percentile(times, 50)), float(np.percentile(times, 90)), repeats, warmup, threads, window
+        float(np.percentile(times, 50)), float(np.percentile(times, 90)), repeats, warmup, threads, window,
+        energy_calls=calls, energy_window_s=energy_s,
     )
     return report, joules

@@ -121,7 +121,9 @@ def metric_label(info: StudyInfo, key: str) -> str:
     unit = UNITS.get(key, "")
     label = f"{key} ({unit})" if unit else key
     if key in ("energy_j", "infer_energy_mj", "flops_per_j"):
-        label += " (estimate)" if info.energy_source == "estimate" else f" ({info.energy_source})"
+        # Inference energy may come from another meter than training's (recorded on the study).
+        source = info.meta.get("infer_energy_source", info.energy_source) if key != "energy_j" else info.energy_source
+        label += " (estimate)" if source == "estimate" else f" ({source or 'not measured'})"
     return label
 
 

@@ -16,6 +16,7 @@ import optuna
 from effsearch import record
 from effsearch.errors import StudyError
 from effsearch.host import cpu_model
+from effsearch.measure.artifact import check_inference_objectives, inference_meter
 from effsearch.measure.energy import energy_source
 from effsearch.plugins import choose_energy_meter, choose_latency_target
 from effsearch.sampler import make_sampler
@@ -88,6 +89,7 @@ def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> di
         "input_shape": list(probe.input_shape),
         "input_dtype": probe.input_dtype,
         "energy_source": energy_source(tools.meter_cls),
+        "infer_energy_source": _infer_source(tools),
         "energy_meter": tools.meter_cls.name,
         "energy_basis": tools.meter_cls.describe(),
         "latency_target": tools.target.name,
@@ -95,6 +97,12 @@ def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> di
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(s.latency_threads),
     }
+
+
+def _infer_source(tools: Instruments) -> str | None:
+    """Where inference energy comes from: its meter can differ from training's (a GPU meter, a CPU target)."""
+    meter = inference_meter(tools.meter_cls, tools.target.providers())
+    return None if meter is None else energy_source(meter)
 
 
 def _check_directions(study: optuna.Study, s: TuneSettings) -> None:
@@ -114,6 +122,8 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
 
     meta_wait_s: how long a worker that lost the race to create the study waits for the winner's metadata.
     """
+    # An objective nothing here can measure is refused before the study exists.
+    check_inference_objectives(s.objectives, tools.meter_cls, tools.target.providers())
     storage = open_storage(s.storage_url, s.heartbeat_interval_s, s.heartbeat_grace_s)
     sampler = make_sampler(s.seed)
     directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]

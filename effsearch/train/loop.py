@@ -21,7 +21,7 @@ from effsearch.compress.prune import PruneReport, prune
 from effsearch.errors import TrialError
 from effsearch.space import TrainConfig
 from effsearch.train.schedules import build_scheduler
-from effsearch.userfile import UserFile, default_loss
+from effsearch.userfile import DataFingerprint, UserFile, default_loss
 
 __all__ = ["RunSpec", "RankResult", "train_rank", "per_rank_batch", "first_batch"]
 
@@ -32,9 +32,12 @@ log = logging.getLogger(__name__)
 class RunSpec:
     """One training run, as sent to every rank.
 
+    meter: the energy meter's plugin name; a process-scope meter is read in every rank, a machine-scope
+    one in rank 0 alone, both around the same window (train_rank).
     finish: what rank 0 does with the trained, unwrapped module once the process group is gone
-    (`finish(module, validation_set, artifact_dir) -> result`, a module-level function so it pickles);
-    its result comes back as RankResult.artifact.
+    (`finish(module, validation_set, artifact_dir) -> result`, a function of an importable module so it
+    pickles; not of __main__, which ranks do not run); its result comes back as RankResult.artifact.
+    data: the fingerprint of the driver's datasets; the pool refuses ranks whose datasets differ.
     """
 
     config: TrainConfig
@@ -43,13 +46,18 @@ class RunSpec:
     device: str = "cpu"  # "cpu" (gloo) or "cuda" (NCCL, one process per GPU)
     threads_per_rank: int = 1
     collective_timeout_s: float = 60.0
-    meter: str | None = None  # a process-scope energy meter each rank runs
+    meter: str | None = None
     finish: Callable[[torch.nn.Module, Any, Path], Any] | None = None
+    data: DataFingerprint | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RankResult:
-    """What one rank reports after its run; prune and artifact are rank 0's (every rank prunes alike)."""
+    """What one rank reports after its run; prune and artifact are rank 0's (every rank prunes alike).
+
+    train_s and energy_j cover the training steps alone (see train_rank); energy_j is None where this
+    rank read no meter. setup_s: joining the process group; build_s: the model factory and pruning.
+    """
 
     rank: int
     train_s: float
@@ -57,6 +65,7 @@ class RankResult:
     final_loss: float
     energy_j: float | None = None
     setup_s: float = 0.0
+    build_s: float = 0.0
     prune: PruneReport | None = None
     artifact: Any = None
 
@@ -119,6 +128,43 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     return steps, last
 
 
+class _Window:
+    """The window train_s and energy_j cover: the training steps, entered once per training phase.
+
+    Every rank enters and leaves it together (a barrier at each end), so a machine-wide meter read by
+    rank 0 alone spans every rank's steps and nothing after them; GPU work is synchronised at both ends.
+    """
+
+    def __init__(self, meter: Any, *, world_size: int, device: torch.device) -> None:
+        self._meter = meter
+        self._world_size = world_size
+        self._device = device
+        self._t0 = 0.0
+        self.seconds = 0.0
+        self.joules: float | None = None
+
+    def _line_up(self) -> None:
+        if self._device.type == "cuda":
+            torch.cuda.synchronize()
+        if self._world_size > 1:
+            dist.barrier(device_ids=[self._device.index] if self._device.type == "cuda" else None)
+
+    def __enter__(self) -> _Window:
+        self._line_up()
+        if self._meter is not None:
+            self._meter.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is not None:
+            return  # the run fails; what the window read no longer matters
+        self._line_up()
+        self.seconds += time.perf_counter() - self._t0
+        if self._meter is not None:
+            self.joules = (self.joules or 0.0) + float(self._meter.stop())
+
+
 def _epochs_around_pruning(cfg: TrainConfig) -> tuple[int, int]:
     """(dense epochs before pruning, epochs after it); pruning at the start has no dense epochs."""
     # Fine-tuning needs at least one dense and one fine-tuning epoch; otherwise prune at the start.
@@ -140,8 +186,11 @@ def train_rank(
 ) -> RankResult:
     """One rank of a run: build -> (train dense) -> prune -> train; then rank 0 runs spec.finish.
 
+    train_s and the meter's reading cover the training steps only, for every meter and placement:
+    not joining the group, building the model, pruning (at the start, or between the dense and the
+    fine-tuning epochs of prune_when="finetune": two windows, summed), nor rank 0's export afterwards.
     store: the rendezvous store for this run (a prefix of the driver's TCPStore).
-    meter: a process-scope energy meter instance, started and stopped around building and training.
+    meter: an energy meter instance this rank reads over that window, or None.
     """
     t_setup = time.perf_counter()
     cfg = spec.config
@@ -160,9 +209,8 @@ def train_rank(
         world_size=world_size,
         timeout=timedelta(seconds=spec.collective_timeout_s),
     )
+    window = _Window(meter, world_size=world_size, device=device)
     try:
-        if meter is not None:
-            meter.start()
         t0 = time.perf_counter()
         setup_s = t0 - t_setup
         model = reg.model()
@@ -172,19 +220,21 @@ def train_rank(
         if dense:
             # train -> prune -> fine-tune: every rank holds identical weights, so pruning agrees across ranks.
             model.to(device)
-            steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx)
+            with window:
+                steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx)
             model.cpu()
         pruned = prune(model, example, cfg.prune_ratio, cfg.prune_importance)
         model.to(device)
-        more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx)
+        build_s = time.perf_counter() - t0 - window.seconds
+        with window:
+            more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx)
         steps += more
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        train_s = time.perf_counter() - t0
-        energy = meter.stop() if meter is not None else None
     finally:
         dist.destroy_process_group()
-    result = RankResult(rank=rank, train_s=train_s, steps=steps, final_loss=last, energy_j=energy, setup_s=setup_s, prune=pruned)
+    result = RankResult(
+        rank=rank, train_s=window.seconds, steps=steps, final_loss=last, energy_j=window.joules,
+        setup_s=setup_s, build_s=build_s, prune=pruned,
+    )
     if rank != 0 or spec.finish is None:
         return result
     artifact = spec.finish(model.cpu().eval(), val_set, Path(spec.artifact_dir))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import signal
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import Connection, wait
@@ -18,6 +20,7 @@ import torch.distributed as dist
 
 from effsearch.errors import TrialError, UserFileError
 from effsearch.train.loop import RankResult, RunSpec
+from effsearch.userfile import DataFingerprint, check_same_data
 
 __all__ = ["WorkerPool", "available_cores", "hardware_world_sizes"]
 
@@ -49,6 +52,35 @@ def hardware_world_sizes() -> tuple[str, int]:
 class _Worker:
     process: Any
     conn: Connection
+    spawned: float  # time.monotonic() when asked for (a system-wide clock: the rank reports on it too)
+    data: DataFingerprint | None = None  # of the datasets the rank trains on, from its ready message
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """Start processes that do not run the driver's __main__ again before their target.
+
+    multiprocessing re-runs the parent's main script or module in every forkserver child, in case the
+    target lives there. A rank's target lives in effsearch.train.worker, so that re-run only costs time:
+    importing what the `effsearch` script, a benchmark or pytest imports took 60-110 ms of CPU per rank
+    start here, most of a replacement's start. (The fork server's own "__main__" preload would pay it
+    once, but Python 3.11's forkserver never receives the main path it needs.)
+    """
+    from multiprocessing import spawn
+
+    original = spawn.get_preparation_data
+
+    def preparation_data(name: str) -> dict[str, Any]:
+        data = original(name)
+        data.pop("init_main_from_path", None)
+        data.pop("init_main_from_name", None)
+        return data
+
+    spawn.get_preparation_data = preparation_data
+    try:
+        yield
+    finally:
+        spawn.get_preparation_data = original
 
 
 class WorkerPool:
@@ -74,7 +106,9 @@ class WorkerPool:
         self._busy: set[int] = set()
         self.starts = 0
         self.start_seconds: list[float] = []
-        self.ready: list[dict[str, float]] = []  # per started worker: seconds to import the file, load data, connect
+        # Per started worker, in seconds: fork_s (asked for -> its target runs), import_s, data_s, connect_s
+        # (in the rank), ready_s (asked for -> its ready message read here).
+        self.ready: list[dict[str, float]] = []
 
     def _spawn(self, slot: int) -> _Worker:
         from effsearch.train.worker import worker_main
@@ -86,10 +120,12 @@ class WorkerPool:
             name=f"effsearch-rank-{slot}",
             daemon=True,
         )
-        proc.start()
+        spawned = time.monotonic()
+        with _without_main():
+            proc.start()
         child.close()
         self.starts += 1
-        return _Worker(proc, parent)
+        return _Worker(proc, parent, spawned)
 
     def ensure(self, n: int) -> None:
         """Have n live, ready workers (slots 0..n-1), starting the missing ones in parallel."""
@@ -113,7 +149,10 @@ class WorkerPool:
             if kind == "error":
                 self._discard(slot)
                 raise UserFileError(payload[0])
-            self.ready.append({**payload, "slot": slot, "ready_s": time.perf_counter() - t0})
+            w.data = payload.pop("data", None)
+            entered = payload.pop("entered")
+            now = time.monotonic()
+            self.ready.append({"slot": slot, "fork_s": entered - w.spawned, **payload, "ready_s": now - w.spawned})
         if fresh:
             self.start_seconds.append(time.perf_counter() - t0)
 
@@ -130,10 +169,18 @@ class WorkerPool:
         w.conn.close()
 
     def run(self, spec: RunSpec, world_size: int, timeout_s: float | None = None) -> list[RankResult]:
-        """Run one training run on ranks 0..world_size-1; any rank's failure fails the run with its reason."""
+        """Run one training run on ranks 0..world_size-1; any rank's failure fails the run with its reason.
+
+        A rank whose datasets differ from spec.data (the driver's) is refused with a UserFileError before
+        anything trains: it would train on samples the driver measures the metric on.
+        """
         self.ensure(world_size)
         prefix = f"run-{uuid.uuid4().hex}/"
         workers = {r: self._workers[r] for r in range(world_size)}
+        if spec.data is not None:
+            for rank, w in workers.items():
+                if w.data is not None:
+                    check_same_data(Path(self._user_file), spec.data, w.data, where=f"the driver and rank process {rank}")
         self._busy = set(workers)
         for rank, w in workers.items():
             w.conn.send((spec, rank, world_size, prefix))

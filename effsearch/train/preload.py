@@ -1,5 +1,8 @@
 """Imported by the fork server: load the user file and its data once, so every rank forked later has them.
 
+The datasets' fingerprint is taken here too, once: each rank reports it, and the driver refuses ranks whose
+data differ from its own (an unseeded split gives each process its own).
+
 The driver names the file in EFFSEARCH_PRELOAD_USER_FILE before the server starts. A failure here is kept,
 not raised (the server must start regardless); the rank then loads the file itself and reports the error.
 """
@@ -11,11 +14,11 @@ from typing import Any
 
 __all__ = ["cached"]
 
-_cache: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+_cache: dict[str, tuple[Any, tuple[Any, ...], Any]] = {}
 
 
-def cached(path: str) -> tuple[Any, tuple[Any, ...]] | None:
-    """(UserFile, datasets) loaded by the fork server for `path`, or None."""
+def cached(path: str) -> tuple[Any, tuple[Any, ...], Any] | None:
+    """(UserFile, datasets, their DataFingerprint) loaded by the fork server for `path`, or None."""
     return _cache.get(path)
 
 
@@ -29,10 +32,16 @@ def _preload() -> None:
         # No OpenMP thread team may exist in a process that forks: a child would hang in its first
         # parallel region. One thread here never starts one; each rank sets its own count.
         torch.set_num_threads(1)
-        from effsearch.userfile import load_user_file
+        # DDP's constructor imports torch._dynamo (and sympy): 3.5 s here, 9 s on a busy machine, that each
+        # fresh rank would pay inside its first run's training window. Here it is paid once, and not by
+        # the driver, which never imports this module.
+        import torch._dynamo  # noqa: F401
+
+        from effsearch.userfile import fingerprint_of, load_user_file
 
         uf = load_user_file(path)
-        _cache[path] = (uf, tuple(uf.registration.data()))
+        datasets = tuple(uf.registration.data())
+        _cache[path] = (uf, datasets, fingerprint_of(uf, datasets))
     except BaseException:  # noqa: BLE001 - the rank reloads and reports it
         _cache.clear()
 

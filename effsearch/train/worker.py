@@ -15,8 +15,11 @@ from pathlib import Path
 import torch  # noqa: F401  (imported here so the fork server holds it preloaded)
 import torch.distributed as dist
 
+# Imported here, not in worker_main: the fork server preloads this module, so a rank starts with them.
 from effsearch.errors import EffsearchError
-from effsearch.userfile import load_user_file, user_line
+from effsearch.plugins import get_plugin
+from effsearch.train.loop import train_rank
+from effsearch.userfile import fingerprint_of, load_user_file, user_line
 
 __all__ = ["worker_main"]
 
@@ -47,28 +50,38 @@ def _describe(exc: BaseException, rank: int, path: Path) -> str:
 
 
 def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: int, timeout_s: float) -> None:
-    """Serve RunSpecs from `conn` until it closes; answer ("ok", RankResult) or ("error", (line, traceback))."""
+    """Serve RunSpecs from `conn` until it closes; answer ("ok", RankResult) or ("error", (line, traceback)).
+
+    Its first message is ("ready", timings and the fingerprint of its datasets), or ("error", ...) when the
+    file or its data cannot be loaded.
+    """
+    entered = time.monotonic()  # system-wide: the driver compares it with when it asked for this rank
     _die_with_parent(driver_pid)
     # Ctrl-C reaches the whole process group: the driver handles it and stops the ranks itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path = Path(user_file)
     t0 = time.perf_counter()
     try:
+        # Not at the top: imported in the driver (which starts the ranks), preload would load the file there.
         from effsearch.train.preload import cached
 
         # Forked from a server that already loaded the file and its data: reuse them (copy-on-write).
-        uf, datasets = cached(str(path)) or (load_user_file(path), None)
+        loaded = cached(str(path))
+        uf = loaded[0] if loaded else load_user_file(path)
         t1 = time.perf_counter()
-        datasets = datasets or tuple(uf.registration.data())
+        if loaded:
+            datasets, data = loaded[1], loaded[2]
+        else:
+            datasets = tuple(uf.registration.data())
+            data = fingerprint_of(uf, datasets)
         t2 = time.perf_counter()
         store = dist.TCPStore("127.0.0.1", store_port, None, False, timeout=timedelta(seconds=timeout_s))
+        t3 = time.perf_counter()
     except BaseException as exc:  # reported to the driver, which names the file
         conn.send(("error", (_describe(exc, slot, path), traceback.format_exc(), None)))
         return
-    from effsearch.plugins import get_plugin
-    from effsearch.train.loop import train_rank
-
-    conn.send(("ready", {"pid": os.getpid(), "import_s": t1 - t0, "data_s": t2 - t1, "connect_s": time.perf_counter() - t2}))
+    timings = {"entered": entered, "import_s": t1 - t0, "data_s": t2 - t1, "connect_s": t3 - t2}
+    conn.send(("ready", {"pid": os.getpid(), **timings, "data": data}))
     while True:
         try:
             msg = conn.recv()
@@ -78,7 +91,10 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
             return
         spec, rank, world_size, prefix = msg
         try:
-            meter = get_plugin("energy_meter", spec.meter)() if spec.meter else None
+            meter_cls = get_plugin("energy_meter", spec.meter) if spec.meter else None
+            # A machine-wide meter is read by rank 0 alone (once for the whole run); a per-process meter
+            # by every rank, and the driver sums the readings.
+            meter = meter_cls() if meter_cls is not None and (meter_cls.scope == "process" or rank == 0) else None
             store_of_run = dist.PrefixStore(prefix, store)
             result = train_rank(spec, rank=rank, world_size=world_size, store=store_of_run, uf=uf, datasets=datasets, meter=meter)
             conn.send(("ok", result))

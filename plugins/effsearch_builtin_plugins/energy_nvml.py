@@ -105,6 +105,10 @@ class NvmlMeter(EnergyMeter):
     measured = True
     scope = "machine"
     priority = 20
+    reads = "gpu"
+    # The fallback integrates power sampled every 50 ms: a second holds 20 samples. The counter's own
+    # update period is not published; a second keeps it small against the window too.
+    min_window_s = 1.0
 
     @classmethod
     def unavailable(cls) -> str | None:

@@ -85,6 +85,8 @@ class RaplMeter(EnergyMeter):
     measured = True
     scope = "machine"
     priority = 10
+    reads = "cpu"
+    min_window_s = 0.2  # the package counter updates about every 1 ms: 0.2 s reads it to ~0.5 %
 
     @classmethod
     def unavailable(cls) -> str | None:
