@@ -17,7 +17,8 @@ from torch.utils.data import Dataset, TensorDataset, random_split
 
 from effsearch.errors import UserFileError
 from effsearch.export.verify import _validation
-from effsearch.userfile import data_fingerprint, load_data, load_user_file, probe
+from effsearch.fingerprint import data_fingerprint
+from effsearch.userfile import load_data, load_user_file, probe
 
 # Random labels: a model can only memorise them, so validation accuracy is near 0.5 unless it trained
 # on validation samples. SPLIT is what the split is seeded with.

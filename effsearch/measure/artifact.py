@@ -14,7 +14,8 @@ import numpy as np
 from effsearch.measure.energy import energy_source, meter_reads
 from effsearch.measure.latency import measure_latency
 from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
-from effsearch.userfile import DataFingerprint, UserFile, data_fingerprint, default_metric
+from effsearch.fingerprint import DataFingerprint, data_fingerprint
+from effsearch.userfile import UserFile, default_metric
 
 __all__ = ["INFER_WINDOW_S", "INFER_ENERGY_KEYS", "Measurer", "check_inference_objectives", "inference_meter", "target_hardware"]
 

@@ -21,7 +21,8 @@ from effsearch.compress.prune import PruneReport, prune
 from effsearch.errors import TrialError
 from effsearch.space import TrainConfig
 from effsearch.train.schedules import build_scheduler
-from effsearch.userfile import DataFingerprint, UserFile, default_loss
+from effsearch.fingerprint import DataFingerprint
+from effsearch.userfile import UserFile, default_loss
 
 __all__ = ["RunSpec", "RankResult", "train_rank", "per_rank_batch", "first_batch"]
 

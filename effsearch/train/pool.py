@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from effsearch.errors import TrialError, UserFileError
 from effsearch.train.loop import RankResult, RunSpec
-from effsearch.userfile import DataFingerprint, check_same_data
+from effsearch.fingerprint import DataFingerprint, check_same_data
 
 __all__ = ["WorkerPool", "available_cores", "hardware_world_sizes"]
 
