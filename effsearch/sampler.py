@@ -31,6 +31,31 @@ def training_runs(study: Study) -> int:
     return sum(record.is_training_run(t) for t in study.get_trials(deepcopy=False))
 
 
+class _WithoutReference:
+    """The study as the model sees it: without the trials of a reference run (a model measured as given,
+    whose training parameters mean nothing), everything else delegated to the study itself."""
+
+    def __init__(self, study: Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    @staticmethod
+    def _kept(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        return [t for t in trials if not record.read(t).reference]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list[FrozenTrial]:
+        return self._kept(self._study.get_trials(deepcopy=deepcopy, states=states))
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[FrozenTrial]:
+        return self._kept(self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache))
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
 class TrainingRunStartup(BaseSampler):
     """Samples at random until `startup_runs` training runs exist, then hands every trial to `model`.
 
@@ -59,25 +84,26 @@ class TrainingRunStartup(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self.random_phase(study, trial)
-        self.model.before_trial(study, trial)
+        self.model.before_trial(_WithoutReference(study), trial)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         if self.random_phase(study, trial):
             return {}
-        return self.model.infer_relative_search_space(study, trial)
+        return self.model.infer_relative_search_space(_WithoutReference(study), trial)
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if self.random_phase(study, trial) or not search_space:
             return {}
-        return self.model.sample_relative(study, trial, search_space)
+        return self.model.sample_relative(_WithoutReference(study), trial, search_space)
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        sampler = self._random if self.random_phase(study, trial) else self.model
-        return sampler.sample_independent(study, trial, param_name, param_distribution)
+        if self.random_phase(study, trial):
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        return self.model.sample_independent(_WithoutReference(study), trial, param_name, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         self._random_phase.pop(trial.number, None)
-        self.model.after_trial(study, trial, state, values)
+        self.model.after_trial(_WithoutReference(study), trial, state, values)
 
 
 def make_sampler(seed: int) -> BaseSampler:

@@ -44,3 +44,19 @@ def test_the_reference_is_the_model_as_given_and_a_dense_fine_tune_keeps_its_acc
     drop = fp32[True].metrics["accuracy"] - fp32[None].metrics["accuracy"]
     assert drop <= 0.005, f"a dense fine-tuned run lost {100 * drop:.2f} points against the model as given"
     assert fp32[None].metrics["energy_j"] > 0 and fp32[None].metrics["train_s"] > 0, "the fine-tune trained"
+
+
+def test_the_sampler_does_not_learn_from_the_reference_run() -> None:
+    from optuna.distributions import FloatDistribution
+
+    from effsearch.sampler import _WithoutReference
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"lr": FloatDistribution(1e-5, 1e-2, log=True)}
+    study.add_trial(optuna.trial.create_trial(params={"lr": 3e-4}, distributions=dist, values=[0.99, 0.0],
+                                              user_attrs=record.TrialRecord(lead=True, reference=True).user_attrs()))
+    study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3}, distributions=dist, values=[0.9, 10.0],
+                                              user_attrs=record.TrialRecord(lead=True).user_attrs()))
+    seen = _WithoutReference(study)
+    assert [t.number for t in seen.get_trials()] == [1] and [t.number for t in seen._get_trials(deepcopy=False)] == [1]
+    assert seen.directions == study.directions, "the rest is the study itself"
