@@ -166,7 +166,8 @@ def fingerprint_of(uf: UserFile, datasets: tuple[Any, Any]) -> DataFingerprint:
 
 
 def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
-    """Build the model and the data (see load_data), push the first batch through model and loss; return the datasets too.
+    """Build the model and the data, push the first batch through model and loss, then call data() once more
+    to refuse a split that changes from call to call (see load_data); return the datasets too.
 
     Turns every way the contract can break into one line naming the file.
     """
@@ -178,7 +179,7 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
     model = _call(uf, "the model factory", reg.model)
     if not isinstance(model, torch.nn.Module):
         raise UserFileError(f"{f}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
-    train, val = load_data(uf)
+    train, val = _datasets(uf)
     try:
         x, y = next(iter(DataLoader(train, batch_size=min(4, len(train)))))
     except Exception as exc:
@@ -215,5 +216,7 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
         raise UserFileError(
             f"{f}{user_line(uf.path, exc)}: the metric on outputs {_shape(out)} raised {type(exc).__name__}: {exc}"
         ) from exc
+    # Last, so that a file with several problems hears first of the one its first batch shows.
+    check_same_data(uf.path, fingerprint_of(uf, (train, val)), fingerprint_of(uf, _datasets(uf)), where="two calls")
     info = Probe(tuple(x.shape[1:]), str(x.dtype).removeprefix("torch."), tuple(out.shape[1:]), len(train), len(val))
     return info, (train, val)

@@ -11,6 +11,7 @@ EFFSEARCH_FAULT picks the fault; EFFSEARCH_FAULT_DIR holds marker files, so a fa
   staged            run 1: NaN loss; run 2: a shape mismatch; run 3: an op ONNX cannot export; then clean
 """
 
+import multiprocessing
 import os
 import signal
 import time
@@ -44,7 +45,9 @@ class Net(nn.Module):
         # Training steps only: probe() and pruning run the model in eval mode.
         if self.training and torch.is_grad_enabled():
             x = self.train_step_fault(x)
-        if FAULT == "staged" and torch.onnx.is_in_onnx_export() and first_time("onnx"):
+        # Only the export of a trained model (in a rank process), not the driver's untrained measurement.
+        in_rank = multiprocessing.current_process().name.startswith("effsearch-rank")
+        if FAULT == "staged" and torch.onnx.is_in_onnx_export() and in_rank and first_time("onnx"):
             x = torch.cummax(x, dim=1).values  # aten::cummax has no ONNX translation at opset 17
         return self.body(x)
 
