@@ -1,0 +1,374 @@
+"""Replay samplers on the tabulated benchmark: hypervolume per training run, as effsearch records a study.
+
+The table (make_table.py) holds every configuration of a grid trained once, with its four precisions.
+A replayed study searches the grid's values (every dimension categorical over them) with a sampler from
+a factory `seed -> sampler`, and records what effsearch records: the dense baseline first (queued); a
+training run's sampled precision is its lead trial and the other three precisions are added as finished
+trials (`study.add_trial`); in the size-limit arm a configuration none of whose precisions meets the limit
+(untrained size, as screening judges it) is screened: its four precisions are PRUNED trials with their
+limit values and it is no training run. The budget counts training runs.
+
+Objectives (the study's three: metric, latency_ms, energy_j) are scaled to [0, 1] over the whole table,
+each in its "smaller is better" form; the reference point lies 0.05 past the true front's worst value
+in each objective, and every figure is a fraction of the true front's hypervolume (in the size-limit arm,
+the front of the configurations that meet the limit; only feasible trials count).
+
+    python benchmarks/tabular/replay.py                       # every candidate, both arms, 10 seeds
+    python benchmarks/tabular/replay.py --candidates default random --seeds 3
+    python benchmarks/tabular/replay.py --json                # figures on stderr, one JSON object on stdout
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from effsearch import record
+from effsearch.results.hypervolume import hypervolume, nondominated
+from effsearch.sampler import STARTUP_RUNS, TrainingRunStartup, make_sampler
+from effsearch.study.screening import MAX_SCREENED_IN_ROW, SIZE_MARGIN
+
+HERE = Path(__file__).resolve().parent
+TABLE = HERE / "breast_cancer_mlp.csv"
+DIMS = ("batch_size", "lr", "lr_schedule", "clip_norm", "prune_ratio")  # suggested in effsearch's order
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+BASELINE = {"batch_size": 64, "lr": 3e-3, "lr_schedule": "cosine", "clip_norm": 0.0, "prune_ratio": 0.0, "precision": "fp32"}
+DIRECTIONS = ("maximize", "minimize", "minimize")  # metric (accuracy), latency_ms, energy_j
+MARGIN = 0.05  # the reference point, past the true front's worst scaled value
+CHECKPOINTS = (15, 30, 60)
+RANDOM_RUNS = 300
+SIZE_LIMIT_QUANTILE = 0.5  # the size-limit arm screens out about this fraction of the grid
+
+Factory = Callable[[int], BaseSampler]
+
+
+# -- candidates -------------------------------------------------------------------------------------
+
+
+class ScreenedToTPE(BaseSampler):
+    """`model` samples each trial, except right after a screened suggestion: then TPE does.
+
+    For a model that ignores PRUNED trials (GPSampler, NSGA-II): it would propose the configuration it
+    just proposed, screened, again; TPE ranks screened trials last and moves away.
+    """
+
+    def __init__(self, model: BaseSampler, seed: int) -> None:
+        self.model = model
+        self.tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=0)
+        self._use: dict[int, BaseSampler] = {}
+
+    def _sampler(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        if trial.number not in self._use:
+            leads = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("lead") and t.state.is_finished()]
+            screened = bool(leads) and leads[-1].user_attrs.get("screened") is not None
+            self._use[trial.number] = self.tpe if screened else self.model
+        return self._use[trial.number]
+
+    def reseed_rng(self) -> None:
+        self.model.reseed_rng()
+        self.tpe.reseed_rng()
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._sampler(study, trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        return self._sampler(study, trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._sampler(study, trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, name: str, dist: Any) -> Any:
+        return self._sampler(study, trial).sample_independent(study, trial, name, dist)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self._use.pop(trial.number, self.model).after_trial(study, trial, state, values)
+
+
+def _tpe(seed: int, *, multivariate: bool = True, startup: int = STARTUP_RUNS) -> BaseSampler:
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=0)
+    return TrainingRunStartup(tpe, startup_runs=startup, seed=seed)
+
+
+def _gp(seed: int, *, startup: int = STARTUP_RUNS, after_screened: bool = False) -> BaseSampler:
+    # GPSampler fits on COMPLETE trials only (n_startup_trials=1: it never fits on none).
+    model: BaseSampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=1)
+    if after_screened:
+        model = ScreenedToTPE(model, seed)
+    return TrainingRunStartup(model, startup_runs=startup, seed=seed)
+
+
+CANDIDATES: dict[str, tuple[str, Factory]] = {
+    "default": ("make_sampler (the default)", make_sampler),
+    "tpe-trials": ("TPE multivariate, startup 8 trials (the old default)",
+                   lambda s: optuna.samplers.TPESampler(seed=s, multivariate=True, n_startup_trials=8)),
+    "tpe-mv-4": ("TPE multivariate, startup 4 runs", lambda s: _tpe(s, startup=4)),
+    "tpe-mv-8": ("TPE multivariate, startup 8 runs", lambda s: _tpe(s)),
+    "tpe-mv-16": ("TPE multivariate, startup 16 runs", lambda s: _tpe(s, startup=16)),
+    "tpe-ind-8": ("TPE independent, startup 8 runs", lambda s: _tpe(s, multivariate=False)),
+    "gp-4": ("GPSampler, startup 4 runs", lambda s: _gp(s, startup=4)),
+    "gp-8": ("GPSampler, startup 8 runs", _gp),
+    "gp-tpe-4": ("GPSampler, TPE after a screened suggestion, startup 4 runs", lambda s: _gp(s, startup=4, after_screened=True)),
+    "gp-tpe-8": ("GPSampler, TPE after a screened suggestion, startup 8 runs", lambda s: _gp(s, after_screened=True)),
+    "nsga2-10": ("NSGA-II, population 10", lambda s: optuna.samplers.NSGAIISampler(seed=s, population_size=10)),
+    "random": ("random search", lambda s: optuna.samplers.RandomSampler(seed=s)),
+}
+
+
+# -- the table --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """The grid's configurations: per configuration and precision, the scaled objectives and the size."""
+
+    values: dict[str, tuple[Any, ...]]  # each dimension's grid values
+    points: dict[tuple[Any, ...], dict[str, np.ndarray]]  # config -> precision -> scaled objectives
+    raw: dict[tuple[Any, ...], dict[str, tuple[float, float, float]]]  # config -> precision -> (metric, latency, energy)
+    size_bytes: dict[tuple[Any, ...], dict[str, float]]  # untrained size, as screening sees it
+
+    def config_key(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(params[d] for d in DIMS)
+
+    def true_front(self, size_limit: float | None = None) -> np.ndarray:
+        pts = [p for c, by in self.points.items() for prec, p in by.items()
+               if size_limit is None or self.size_bytes[c][prec] <= size_limit]
+        return nondominated(np.array(pts))
+
+    def size_limit(self, quantile: float = SIZE_LIMIT_QUANTILE) -> float:
+        smallest = sorted(min(by.values()) for by in self.size_bytes.values())
+        return float(np.quantile(smallest, quantile, method="lower"))
+
+
+def _value(name: str, text: str) -> Any:
+    if name == "lr_schedule":
+        return text
+    if name == "batch_size":
+        return int(float(text))
+    return float(text)
+
+
+def load_table(path: Path) -> Table:
+    rows = list(csv.DictReader(open(path)))
+    values = {d: tuple(sorted({_value(d, r[d]) for r in rows}, key=lambda v: (str(type(v)), v))) for d in DIMS}
+    objectives = np.array([[float(r["metric"]), float(r["latency_ms"]), float(r["energy_j"])] for r in rows])
+    minimised = objectives * np.array([-1.0 if d == "maximize" else 1.0 for d in DIRECTIONS])
+    lo, hi = minimised.min(axis=0), minimised.max(axis=0)
+    scaled = (minimised - lo) / np.where(hi > lo, hi - lo, 1.0)
+    points: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+    raw: dict[tuple[Any, ...], dict[str, tuple[float, float, float]]] = {}
+    sizes: dict[tuple[Any, ...], dict[str, float]] = {}
+    for r, p, o in zip(rows, scaled, objectives):
+        key = tuple(_value(d, r[d]) for d in DIMS)
+        points.setdefault(key, {})[r["precision"]] = p
+        raw.setdefault(key, {})[r["precision"]] = tuple(float(x) for x in o)
+        sizes.setdefault(key, {})[r["precision"]] = float(r.get("untrained_size_bytes") or r["size_bytes"])
+    expected = int(np.prod([len(v) for v in values.values()]))
+    whole = [c for c, by in points.items() if len(by) == len(PRECISIONS)]
+    if len(whole) != expected:
+        raise SystemExit(f"{path}: {len(whole)} whole configurations (every precision), not the grid's {expected}; remake the table")
+    return Table(values, points, raw, sizes)
+
+
+# -- one replayed study -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """One replayed study: its hypervolume fraction at each checkpoint, and what screening did to it."""
+
+    hv: dict[int, float]
+    screened: int  # suggestions screened out (size-limit arm)
+    stopped_at: int | None  # training runs done when MAX_SCREENED_IN_ROW suggestions in a row ended it
+
+
+def replay(table: Table, factory: Factory, seed: int, runs: int, size_limit: float | None = None,
+           checkpoints: Sequence[int] = CHECKPOINTS) -> Replayed:
+    """Run one study of `runs` training runs on the table, as effsearch records it."""
+    dists = {d: CategoricalDistribution(table.values[d]) for d in DIMS} | {"precision": CategoricalDistribution(PRECISIONS)}
+    limit_mb = None if size_limit is None else size_limit / 1e6
+    study = optuna.create_study(directions=list(DIRECTIONS), sampler=factory(seed))
+    baseline = {k: v for k, v in BASELINE.items() if v in dists[k].choices}
+    if len(baseline) == len(dists):
+        study.enqueue_trial(baseline, user_attrs=record.baseline_attrs())
+    front = table.true_front(size_limit)
+    ref = front.max(axis=0) + MARGIN
+    true_hv = hypervolume(front, ref)
+    found: list[np.ndarray] = []
+    out: dict[int, float] = {}
+    done = screened_in_row = screened = 0
+    while done < runs and screened_in_row < MAX_SCREENED_IN_ROW:
+        trial = study.ask()
+        params = {name: trial.suggest_categorical(name, dists[name].choices) for name in (*DIMS, "precision")}
+        record.write(trial, lead=True)
+        config, lead = table.config_key(params), params["precision"]
+        sizes = table.size_bytes[config]
+        limits = {} if limit_mb is None else {p: {"max_size_mb": sizes[p] / 1e6 - limit_mb} for p in PRECISIONS}
+        is_baseline = bool(trial.user_attrs.get("baseline"))
+        if limit_mb is not None and not is_baseline and min(sizes.values()) > size_limit * (1 + SIZE_MARGIN):
+            reason = "screened: size over the limit for every precision"
+            record.write(trial, screened=reason)
+            trial.set_constraint("max_size_mb", limits[lead]["max_size_mb"])
+            study.tell(trial, state=TrialState.PRUNED)
+            for p in PRECISIONS:
+                if p != lead:
+                    study.add_trial(optuna.trial.create_trial(
+                        state=TrialState.PRUNED, params={**params, "precision": p}, distributions=dists,
+                        user_attrs=record.TrialRecord(lead=False, run_trial=trial.number, screened=reason).user_attrs(),
+                        constraints=limits[p],
+                    ))
+            screened_in_row += 1
+            screened += 1
+            continue
+        screened_in_row = 0
+        for key, value in limits.get(lead, {}).items():
+            trial.set_constraint(key, value)
+        study.tell(trial, list(table.raw[config][lead]))
+        for p in PRECISIONS:
+            if p != lead:
+                study.add_trial(optuna.trial.create_trial(
+                    state=TrialState.COMPLETE, values=list(table.raw[config][p]), params={**params, "precision": p},
+                    distributions=dists, user_attrs=record.TrialRecord(lead=False, run_trial=trial.number).user_attrs(),
+                    constraints=limits.get(p) or None,
+                ))
+        found.extend(table.points[config][p] for p in PRECISIONS if size_limit is None or sizes[p] <= size_limit)
+        done += 1
+        if done in checkpoints:
+            out[done] = hypervolume(np.array(found), ref) / true_hv if found else 0.0
+    # A study stopped by screening keeps the figure it reached.
+    last = hypervolume(np.array(found), ref) / true_hv if found else 0.0
+    hv = {c: out.get(c, last) for c in checkpoints if c <= runs}
+    return Replayed(hv, screened, done if done < runs else None)
+
+
+# In the open arm nothing is screened: these candidates are their model alone, suggestion for suggestion.
+SAME_WITHOUT_SCREENING = {"gp-tpe-8": "gp-8", "gp-tpe-4": "gp-4"}
+
+
+def _job(job: tuple[str, str, int, str, float | None]) -> dict[str, Any]:
+    path, name, seed, arm, limit = job
+    import torch
+
+    torch.set_num_threads(1)  # GPSampler's torch threads, on a shared machine, ran it 5x slower than one
+    warnings.filterwarnings("ignore")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    runs = RANDOM_RUNS if name == "random" else max(CHECKPOINTS)
+    checkpoints = (*CHECKPOINTS, RANDOM_RUNS) if name == "random" else CHECKPOINTS
+    t0 = time.perf_counter()
+    r = replay(load_table(Path(path)), CANDIDATES[name][1], seed, runs, limit, checkpoints)
+    return {"candidate": name, "arm": arm, "seed": seed, "hv": {str(k): v for k, v in r.hv.items()}, "screened": r.screened,
+            "stopped_at": r.stopped_at, "seconds": time.perf_counter() - t0}
+
+
+def _same(job: tuple[str, str, int]) -> tuple[str, str, int]:
+    """The replay that stands for `job` (one that behaves the same in the open arm is run once)."""
+    name, arm, seed = job
+    return (SAME_WITHOUT_SCREENING.get(name, name) if arm == "open" else name, arm, seed)
+
+
+def _table_id(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--table", type=Path, default=TABLE)
+    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--arms", nargs="+", default=["open", "size"], choices=["open", "size"])
+    ap.add_argument("--jobs", type=int, default=1, help="replays run in parallel")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="a JSON-lines file of replays: those of this table found there are not run again, new ones are added")
+    ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    args = ap.parse_args()
+    table = load_table(args.table)
+    limit = table.size_limit()
+    n_screened = sum(min(by.values()) > limit * (1 + SIZE_MARGIN) for by in table.size_bytes.values())
+    say(f"{len(table.points)} configurations; the size limit {limit / 1e3:.2f} kB screens out {n_screened}")
+    table_id = _table_id(args.table)
+    done: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if args.results and args.results.exists():
+        for line in args.results.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("table") == table_id:
+                done[(r["candidate"], r["arm"], r["seed"])] = r
+    wanted = [(name, arm, seed) for name in args.candidates for arm in args.arms for seed in range(args.seeds)]
+    runs = sorted({_same(w) for w in wanted} - set(done), key=[_same(w) for w in wanted].index)
+    jobs = [(str(args.table), name, seed, arm, limit if arm == "size" else None) for name, arm, seed in runs]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for r in pool.map(_job, jobs):
+            r["table"] = table_id
+            done[(r["candidate"], r["arm"], r["seed"])] = r
+            if args.results:
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+            say(f"{r['candidate']} {r['arm']} seed {r['seed']}: " + ", ".join(f"{k} runs {v:.3f}" for k, v in r["hv"].items())
+                + f"; {r['screened']} screened ({r['seconds']:.0f} s)")
+    summary = _summary([{**done[_same(w)], "candidate": w[0]} for w in wanted])
+    _print_table(summary, args.seeds)
+    for arm in args.arms:
+        if f"random/{arm}" in summary and f"default/{arm}" in summary:
+            goal = 0.95 * summary[f"random/{arm}"]["hv"][str(RANDOM_RUNS)]
+            got = summary[f"default/{arm}"]["hv"]["30"]
+            say(f"{arm}: default after 30 runs {got:.3f} vs 0.95 x random after {RANDOM_RUNS} runs = {goal:.3f}: "
+                f"{'met' if got >= goal else 'not met'}")
+    if args.json:
+        print(json.dumps({"size_limit_bytes": limit, "screened_configurations": n_screened, "summary": summary}, indent=2))
+
+
+def say(*args: object) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per candidate and arm: mean and least hypervolume fraction at each checkpoint, screening, seconds."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(f"{r['candidate']}/{r['arm']}", []).append(r)
+    return {
+        key: {
+            "hv": {k: statistics.mean(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
+            "hv_min": {k: min(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
+            "screened": statistics.mean(r["screened"] for r in rs),
+            "stopped": sum(r["stopped_at"] is not None for r in rs),
+            "seconds": statistics.mean(r["seconds"] for r in rs),
+            "seeds": len(rs),
+        }
+        for key, rs in groups.items()
+    }
+
+
+def _print_table(summary: dict[str, dict[str, Any]], seeds: int) -> None:
+    marks = " | ".join(f"{k} runs" for k in CHECKPOINTS)
+    say(f"\nhypervolume as a fraction of the true front's, mean of {seeds} seeds (least in brackets)\n")
+    say(f"| sampler | arm | {marks} | random, {RANDOM_RUNS} runs | screened suggestions per study (stopped) | s per study |")
+    say("| --- | --- |" + " --- |" * (len(CHECKPOINTS) + 3))
+    for key, s in summary.items():
+        name, arm = key.split("/")
+        cells = " | ".join(f"{s['hv'][str(k)]:.3f} ({s['hv_min'][str(k)]:.3f})" for k in CHECKPOINTS)
+        last = f"{s['hv'][str(RANDOM_RUNS)]:.3f} ({s['hv_min'][str(RANDOM_RUNS)]:.3f})" if str(RANDOM_RUNS) in s["hv"] else ""
+        screened = f"{s['screened']:.0f} ({s['stopped']})" if arm == "size" else ""
+        say(f"| {CANDIDATES[name][0]} | {arm} | {cells} | {last} | {screened} | {s['seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    logging.getLogger("effsearch").setLevel(logging.ERROR)
+    main()

@@ -1,0 +1,183 @@
+"""The sampler: random for its first training runs, counted by the record's rule, then the model's."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import TrialState
+
+import effsearch
+from effsearch import record
+from effsearch.constraints import Constraints
+from effsearch.objectives import parse_objectives
+from effsearch.sampler import STARTUP_RUNS, TrainingRunStartup, make_sampler
+from effsearch.space import load_space
+from effsearch.study import Instruments, TuneSettings, open_study
+from effsearch.userfile import load_user_file, probe
+
+ROOT = Path(__file__).resolve().parent.parent
+TABULAR = ROOT / "benchmarks" / "tabular"
+PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+MODEL_X = 0.123  # what the stand-in model samples: a trial with it was sampled by the model
+DISTS = {"x": FloatDistribution(0.0, 1.0), "precision": CategoricalDistribution(PRECISIONS)}
+
+
+class _Model(BaseSampler):
+    """A stand-in model sampler whose samples are recognisable."""
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        return MODEL_X if param_name == "x" else param_distribution.choices[0]
+
+
+def _study(startup_runs: int) -> optuna.Study:
+    sampler = TrainingRunStartup(_Model(), startup_runs=startup_runs, seed=0)
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+
+
+def _ask(study: optuna.Study) -> tuple[optuna.Trial, bool]:
+    """A new lead trial, and whether the model sampled it."""
+    trial = study.ask()
+    x = trial.suggest_float("x", 0.0, 1.0)
+    trial.suggest_categorical("precision", PRECISIONS)
+    record.write(trial, lead=True)
+    return trial, x == MODEL_X
+
+
+def _others(study: optuna.Study, trial: optuna.Trial, state: TrialState, **attrs: Any) -> None:
+    """The lead's other precisions, recorded as effsearch records them."""
+    for p in PRECISIONS[1:]:
+        study.add_trial(optuna.trial.create_trial(
+            state=state, values=[0.5, 1.0] if state == TrialState.COMPLETE else None,
+            params={"x": trial.params["x"], "precision": p}, distributions=DISTS,
+            user_attrs=record.TrialRecord(lead=False, run_trial=trial.number, **attrs).user_attrs(),
+            constraints={"max_size_mb": 1.0} if state == TrialState.PRUNED else None,
+        ))
+
+
+def _training_run(study: optuna.Study) -> bool:
+    trial, by_model = _ask(study)
+    study.tell(trial, [0.9, 1.0])
+    _others(study, trial, TrialState.COMPLETE)
+    return by_model
+
+
+def _screened(study: optuna.Study) -> bool:
+    trial, by_model = _ask(study)
+    record.write(trial, screened="screened: size over the limit for every precision")
+    trial.set_constraint("max_size_mb", 1.0)
+    study.tell(trial, state=TrialState.PRUNED)
+    _others(study, trial, TrialState.PRUNED, screened="screened: size over the limit for every precision")
+    return by_model
+
+
+def test_make_sampler_is_the_sampler_a_study_uses(tmp_path: Path) -> None:
+    assert "make_sampler" in effsearch.__all__ and effsearch.make_sampler is make_sampler
+    sampler = make_sampler(3)
+    assert isinstance(sampler, TrainingRunStartup) and sampler.startup_runs == STARTUP_RUNS
+    uf = load_user_file(ROOT / "tests" / "userfiles" / "tiny_mlp.py")
+    info, _ = probe(uf)
+    keys, dirs = parse_objectives(None, uf.metric_key, uf.registration.metric_direction)
+    settings = TuneSettings(
+        study_name="s", storage_url=f"sqlite:///{tmp_path / 's.db'}", trials=1, space=load_space(None, 1), objectives=keys,
+        directions=dirs, epochs=1, seed=3, artifacts=tmp_path, constraints=Constraints(),
+    )
+    study = open_study(settings, uf=uf, probe=info, tools=Instruments.choose())
+    assert repr(study.sampler) == repr(sampler)
+
+
+def test_random_phase_lasts_the_training_runs_whatever_else_is_recorded() -> None:
+    study = _study(startup_runs=3)
+    assert not _training_run(study)  # the first run: random
+    for _ in range(10):  # screened configurations are no runs, however many trials they record
+        assert not _screened(study)
+    trial, by_model = _ask(study)  # interrupted: run again, not counted
+    assert not by_model
+    record.write(trial, fail_reason="interrupted")
+    study.tell(trial, state=TrialState.FAIL)
+    assert not _training_run(study)
+    trial, by_model = _ask(study)  # failed for a reason of its own: a training run
+    assert not by_model
+    record.write(trial, fail_reason="objective 'accuracy' is nan, not a finite number")
+    study.tell(trial, state=TrialState.FAIL)
+    assert len(study.trials) > 3 * len(PRECISIONS)  # far past any startup counted in trials
+    assert _training_run(study) and _screened(study)  # three runs exist: the model samples from now on
+
+
+def test_make_sampler_hands_over_to_its_model_after_the_startup_runs() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(0))
+    sampler = study.sampler
+    for _ in range(STARTUP_RUNS):
+        trial, _ = _ask(study)
+        assert sampler.random_phase(study, study.trials[-1])
+        study.tell(trial, [0.9, trial.params["x"]])
+        _others(study, trial, TrialState.COMPLETE)
+    trial = study.ask()
+    assert not sampler.random_phase(study, study.trials[-1])
+    assert 0.0 <= trial.suggest_float("x", 0.0, 1.0) <= 1.0
+
+
+# -- the tabular benchmark ---------------------------------------------------------------------------
+
+
+def _load_replay():
+    spec = importlib.util.spec_from_file_location("bench_tabular_replay", TABULAR / "replay.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_table(tmp_path: Path) -> Path:
+    """A synthetic 2 x 1 x 2 x 1 x 2 grid: pruning shrinks the file and costs accuracy."""
+    path = tmp_path / "tiny.csv"
+    fields = ["prune_ratio", "batch_size", "lr", "lr_schedule", "clip_norm", "precision", "metric", "latency_ms",
+              "energy_j", "size_bytes", "untrained_size_bytes"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for prune in (0.0, 0.5):
+            for lr in (3e-3, 1e-2):
+                for clip in (0.0, 1.0):
+                    for i, p in enumerate(PRECISIONS):
+                        size = (1 - prune) * 1000 / (1 + i)
+                        w.writerow({"prune_ratio": prune, "batch_size": 64, "lr": lr, "lr_schedule": "cosine", "clip_norm": clip,
+                                    "precision": p, "metric": 0.9 - prune / 5 + lr - clip / 100, "latency_ms": 1 - prune / 2 + i / 10,
+                                    "energy_j": 1 + lr * 10 + clip, "size_bytes": size, "untrained_size_bytes": size})
+    return path
+
+
+def test_replay_on_a_tiny_table_runs(tiny_table: Path) -> None:
+    replay = _load_replay()
+    table = replay.load_table(tiny_table)
+    for limit in (None, table.size_limit()):
+        r = replay.replay(table, make_sampler, 1, 6, limit, checkpoints=(3, 6))
+        assert set(r.hv) == {3, 6} and 0.0 <= r.hv[3] <= r.hv[6] <= 1.0 + 1e-9 and r.hv[6] > 0
+        assert r.stopped_at is None and (r.screened > 0) == (limit is not None)  # screened: no runs, not counted
+    # 8 configurations, 60 runs: every candidate finds the whole front; the CLI prints its verdict.
+    r = subprocess.run([sys.executable, str(TABULAR / "replay.py"), "--table", str(tiny_table), "--seeds", "1",
+                        "--candidates", "default", "tpe-ind-8", "random"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "open: default after 30 runs 1.000" in r.stderr and "size: default after 30 runs 1.000" in r.stderr
+
+
+def test_the_committed_table_is_a_whole_grid_of_at_least_500_configurations() -> None:
+    replay = _load_replay()
+    table = replay.load_table(replay.TABLE)  # refuses a table with a configuration missing a precision
+    assert len(table.points) >= 500
+    assert all(set(by) == set(PRECISIONS) for by in table.points.values())
