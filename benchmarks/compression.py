@@ -12,6 +12,7 @@ smallest-size one if different, against the goal of issue 3 (latency <= 0.5x, si
     python benchmarks/compression.py                       # 16 training runs, registered epochs
     python benchmarks/compression.py --runs 32 --space compress.toml
     python benchmarks/compression.py --storage sqlite:///studies/effsearch.db --study digits-cnn   # read only
+    python benchmarks/compression.py --file examples/mobilenet_scratch.py --runs 16 --goal-latency 0.6 --goal-size 1
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def main() -> None:
     ap.add_argument("--study", default=None, help="study name (default digits-cnn-compression)")
     ap.add_argument("--file", type=Path, default=EXAMPLE)
     ap.add_argument("--max-drop", type=float, default=0.01, help="allowed metric drop, in the metric's units (0.01 = one point)")
+    ap.add_argument("--goal-latency", type=float, default=GOAL_LATENCY, help="latency goal, x the dense baseline")
+    ap.add_argument("--goal-size", type=float, default=GOAL_SIZE, help="size goal, x the dense baseline (1: none)")
     ap.add_argument("--blocks", type=int, default=10)
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=50)
@@ -148,7 +151,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    name = args.study or "digits-cnn-compression"
+    name = args.study or f"{load_user_file(args.file).registration.name}-compression"
     print(f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')} for the training ranks; timings on a shared 2-core machine")
     with tempfile.TemporaryDirectory() as tmp:
         url = resolve_url(args.storage or f"sqlite:///{tmp}/compression.db")
@@ -224,11 +227,11 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
     for label, r in lines:
         t = timed[r.trial]
         size_ratio = int(r.metrics["size_bytes"]) / base_size
-        met = t.ratio <= GOAL_LATENCY and size_ratio <= GOAL_SIZE
+        met = t.ratio <= args.goal_latency and size_ratio <= args.goal_size
         print(f"{label}: trial {r.trial} ({r.precision}, prune {r.params.get('prune_ratio', 0.0):.2f}), "
               f"{key} {float(r.metrics[key]):.4f} ({100 * (float(r.metrics[key]) - base_metric):+.2f} points), "
               f"latency {t.ratio:.3f}x re-measured ({float(r.metrics['latency_ms']) / base_stored:.3f}x stored), "
-              f"size {size_ratio:.3f}x -> goal (<= {GOAL_LATENCY}x latency, <= {GOAL_SIZE}x size) {'met' if met else 'NOT met'}")
+              f"size {size_ratio:.3f}x -> goal (<= {args.goal_latency}x latency, <= {args.goal_size}x size) {'met' if met else 'NOT met'}")
     t_fast = timed[fastest.trial]
     ties = [r.trial for r in chosen if r.trial != fastest.trial and timed[r.trial].ratio <= t_fast.ratio_hi]
     if ties:
@@ -237,7 +240,7 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
     if stored_fastest.trial != fastest.trial:
         print(f"by the stored latencies the fastest would have been trial {stored_fastest.trial} "
               f"({timed[stored_fastest.trial].ratio:.3f}x re-measured)")
-    both = [r for r in chosen if timed[r.trial].ratio <= GOAL_LATENCY and int(r.metrics["size_bytes"]) / base_size <= GOAL_SIZE]
+    both = [r for r in chosen if timed[r.trial].ratio <= args.goal_latency and int(r.metrics["size_bytes"]) / base_size <= args.goal_size]
     print(f"re-measured points meeting both goals: {', '.join(str(r.trial) for r in both) or 'none'}")
 
 

@@ -1,4 +1,4 @@
-"""The sampler a study uses: random for its first training runs, then a model-based sampler.
+"""The sampler a study uses: random for its first training runs, then Optuna's GP, TPE after a screened one.
 
 A training run records one trial per precision, and a screened configuration one PRUNED trial per
 precision, so Optuna's own startup counts (trials) end the random phase after a run or two. Here the
@@ -9,6 +9,7 @@ on a tabulated benchmark (benchmarks/tabular/, figures in the README's "The sear
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +20,9 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
+from effsearch.errors import StudyError
 
-__all__ = ["STARTUP_RUNS", "TrainingRunStartup", "make_sampler", "training_runs"]
+__all__ = ["STARTUP_RUNS", "TPEAfterScreened", "TrainingRunStartup", "make_sampler", "training_runs"]
 
 # Random training runs before the model takes over (the dense baseline, queued, is the first of them).
 STARTUP_RUNS = 8
@@ -32,7 +34,7 @@ def training_runs(study: Study) -> int:
 
 
 class _WithoutReference:
-    """The study as the model sees it: without the trials of a reference run (a model measured as given,
+    """The study as a model sees it: without the trials of a reference run (a model measured as given,
     whose training parameters mean nothing), everything else delegated to the study itself."""
 
     def __init__(self, study: Study) -> None:
@@ -56,61 +58,107 @@ class _WithoutReference:
         return self.get_trials()
 
 
-class TrainingRunStartup(BaseSampler):
-    """Samples at random until `startup_runs` training runs exist, then hands every trial to `model`.
+def _view(study: Study) -> Any:
+    return study if isinstance(study, _WithoutReference) else _WithoutReference(study)
 
-    The phase is decided once per trial, in before_trial, so that a trial's relative and independent
-    parameters come from the same sampler even if another worker finishes a run meanwhile.
-    """
+
+class _PerTrial(BaseSampler):
+    """Hands each trial, whole, to the sampler `choose` names for it (decided once, in before_trial); the
+    samplers see the study without its reference trials."""
+
+    def __init__(self) -> None:
+        self._chosen: dict[int, BaseSampler] = {}  # trial number -> its sampler
+
+    def choose(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        raise NotImplementedError
+
+    def samplers(self) -> tuple[BaseSampler, ...]:
+        raise NotImplementedError
+
+    def sampler_of(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        """The sampler of `trial`: once chosen, its relative and independent parameters come from it alone,
+        even if another worker finishes a run meanwhile."""
+        if trial.number not in self._chosen:
+            self._chosen[trial.number] = self.choose(study, trial)
+        return self._chosen[trial.number]
+
+    def reseed_rng(self) -> None:
+        for s in self.samplers():
+            s.reseed_rng()
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self.sampler_of(study, trial).before_trial(_view(study), trial)
+
+    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.sampler_of(study, trial).infer_relative_search_space(_view(study), trial)
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        return self.sampler_of(study, trial).sample_relative(_view(study), trial, search_space)
+
+    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
+        return self.sampler_of(study, trial).sample_independent(_view(study), trial, param_name, param_distribution)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        self.sampler_of(study, trial).after_trial(_view(study), trial, state, values)
+        self._chosen.pop(trial.number, None)
+
+
+class TrainingRunStartup(_PerTrial):
+    """Samples at random until `startup_runs` training runs exist, then hands every trial to `model`."""
 
     def __init__(self, model: BaseSampler, *, startup_runs: int, seed: int | None = None) -> None:
+        super().__init__()
         self.model = model
         self.startup_runs = startup_runs
         self._random = RandomSampler(seed=seed)
-        self._random_phase: dict[int, bool] = {}  # trial number -> sampled at random
 
     def __repr__(self) -> str:
-        return f"TrainingRunStartup({type(self.model).__name__}, startup_runs={self.startup_runs})"
+        return f"TrainingRunStartup({self.model!r}, startup_runs={self.startup_runs})"
 
-    def reseed_rng(self) -> None:
-        self._random.reseed_rng()
-        self.model.reseed_rng()
+    def samplers(self) -> tuple[BaseSampler, ...]:
+        return (self._random, self.model)
+
+    def choose(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        return self._random if training_runs(study) < self.startup_runs else self.model
 
     def random_phase(self, study: Study, trial: FrozenTrial) -> bool:
         """Whether `trial` is (or would be) sampled at random."""
-        if trial.number not in self._random_phase:
-            self._random_phase[trial.number] = training_runs(study) < self.startup_runs
-        return self._random_phase[trial.number]
+        return self.sampler_of(study, trial) is self._random
 
-    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        self.random_phase(study, trial)
-        self.model.before_trial(_WithoutReference(study), trial)
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        if self.random_phase(study, trial):
-            return {}
-        return self.model.infer_relative_search_space(_WithoutReference(study), trial)
+class TPEAfterScreened(_PerTrial):
+    """`model` samples each trial, except the one after a screened configuration: multivariate TPE does.
 
-    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
-        if self.random_phase(study, trial) or not search_space:
-            return {}
-        return self.model.sample_relative(_WithoutReference(study), trial, search_space)
+    GPSampler fits on finished training runs only and never sees a screened (PRUNED) configuration, so it
+    would propose the one it just proposed, screened, again; TPE ranks screened trials last and moves away.
+    """
 
-    def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        if self.random_phase(study, trial):
-            return self._random.sample_independent(study, trial, param_name, param_distribution)
-        return self.model.sample_independent(_WithoutReference(study), trial, param_name, param_distribution)
+    def __init__(self, model: BaseSampler, *, seed: int | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=0)
 
-    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
-        self._random_phase.pop(trial.number, None)
-        self.model.after_trial(_WithoutReference(study), trial, state, values)
+    def __repr__(self) -> str:
+        return f"TPEAfterScreened({type(self.model).__name__})"
+
+    def samplers(self) -> tuple[BaseSampler, ...]:
+        return (self.model, self.tpe)
+
+    def choose(self, study: Study, trial: FrozenTrial) -> BaseSampler:
+        done = (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
+        last = max((r for r in map(record.read, done) if r.lead), key=lambda r: r.number, default=None)
+        return self.tpe if last is not None and last.record.screened is not None else self.model
 
 
 def make_sampler(seed: int) -> BaseSampler:
-    """The sampler a study uses: STARTUP_RUNS random training runs, then multi-objective TPE.
+    """The sampler a study uses: STARTUP_RUNS random training runs, then Optuna's multi-objective GP.
 
-    TPE models every recorded trial: the free precision trials of each run, and screened configurations
-    (PRUNED, their limit values > 0), which it ranks last.
+    The GP models every finished trial (the free precision trials of each run too) and the user's limits;
+    the suggestion after a screened configuration comes from TPE, which learns from screened trials.
     """
-    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=0)
-    return TrainingRunStartup(tpe, startup_runs=STARTUP_RUNS, seed=seed)
+    if importlib.util.find_spec("scipy") is None:
+        raise StudyError("the study's sampler (Optuna's GPSampler) needs scipy, which is not installed; pip install scipy")
+    gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=1)  # the startup is counted in runs, here
+    return TrainingRunStartup(TPEAfterScreened(gp, seed=seed), startup_runs=STARTUP_RUNS, seed=seed)

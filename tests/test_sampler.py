@@ -19,7 +19,7 @@ import effsearch
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.objectives import parse_objectives
-from effsearch.sampler import STARTUP_RUNS, TrainingRunStartup, make_sampler
+from effsearch.sampler import STARTUP_RUNS, TPEAfterScreened, TrainingRunStartup, make_sampler
 from effsearch.space import load_space
 from effsearch.study import Instruments, TuneSettings, open_study
 from effsearch.userfile import load_user_file, probe
@@ -44,8 +44,8 @@ class _Model(BaseSampler):
         return MODEL_X if param_name == "x" else param_distribution.choices[0]
 
 
-def _study(startup_runs: int) -> optuna.Study:
-    sampler = TrainingRunStartup(_Model(), startup_runs=startup_runs, seed=0)
+def _study(startup_runs: int, model: BaseSampler | None = None) -> optuna.Study:
+    sampler = TrainingRunStartup(model or _Model(), startup_runs=startup_runs, seed=0)
     return optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
 
 
@@ -118,6 +118,42 @@ def test_random_phase_lasts_the_training_runs_whatever_else_is_recorded() -> Non
     assert _training_run(study) and _screened(study)  # three runs exist: the model samples from now on
 
 
+def test_the_suggestion_after_a_screened_configuration_comes_from_tpe() -> None:
+    study = _study(startup_runs=1, model=TPEAfterScreened(_Model(), seed=0))
+    assert not _training_run(study)  # the startup run: random
+    assert _training_run(study)  # the model's
+    assert _screened(study)  # the model's again, screened out
+    assert not _screened(study)  # TPE's, screened out too
+    assert not _training_run(study)  # TPE's: the last configuration was screened
+    assert _training_run(study)  # the model's again
+
+
+class _Watching(_Model):
+    """The stand-in model, keeping how many trials of a reference run each of its calls saw."""
+
+    def __init__(self) -> None:
+        self.seen_reference: list[int] = []
+        self.seen: list[int] = []
+
+    def sample_independent(self, study, trial, param_name, param_distribution) -> Any:
+        trials = study.get_trials(deepcopy=False)
+        self.seen.append(len(trials))
+        self.seen_reference.append(sum(record.read(t).reference for t in trials))
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_the_model_never_sees_the_trials_of_a_reference_run() -> None:
+    model = _Watching()
+    study = _study(startup_runs=1, model=TPEAfterScreened(model, seed=0))
+    study.enqueue_trial({"x": 0.5, "precision": "fp32"}, user_attrs=record.baseline_attrs(reference=True))
+    trial, _ = _ask(study)  # the reference run: the model as given, its four precisions
+    study.tell(trial, [0.99, 1.0])
+    _others(study, trial, TrialState.COMPLETE, reference=True)
+    assert _training_run(study)  # after one run (the reference) the model samples
+    assert model.seen and set(model.seen_reference) == {0}
+    assert set(model.seen) == {1} and len(study.trials) == 8  # it saw only the trial it samples, not the 4 of the reference
+
+
 def test_make_sampler_hands_over_to_its_model_after_the_startup_runs() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(0))
     sampler = study.sampler
@@ -157,7 +193,8 @@ def tiny_table(tmp_path: Path) -> Path:
                     for i, p in enumerate(PRECISIONS):
                         size = (1 - prune) * 1000 / (1 + i)
                         w.writerow({"prune_ratio": prune, "batch_size": 64, "lr": lr, "lr_schedule": "cosine", "clip_norm": clip,
-                                    "precision": p, "metric": 0.9 - prune / 5 + lr - clip / 100, "latency_ms": 1 - prune / 2 + i / 10,
+                                    "precision": p, "metric": 0.9 - prune / 5 + lr - clip / 100,
+                                    "latency_ms": 1 - prune / 2 + i / 10,
                                     "energy_j": 1 + lr * 10 + clip, "size_bytes": size, "untrained_size_bytes": size})
     return path
 

@@ -1,13 +1,14 @@
 """Train and measure a grid of configurations of one example model once, by the real pipeline: the table.
 
-Every configuration of the grid (prune ratio x batch size x lr x schedule x clip norm) is enqueued into
-one study and run by `effsearch.study.tune`, as `effsearch tune` runs it (world size 1, every precision
-recorded: the lead fp32 and its fp16/int8_dynamic/int8_static trials). One CSV row per configuration and
-precision: the study's default three objectives (metric, latency_ms, energy_j), size_bytes, and the
-untrained figures each trial records. replay.py replays samplers on it.
+The grid (GRID: prune ratio x batch size x lr x schedule x clip norm, 576 configurations of
+examples/breast_cancer_mlp.py, 1 epoch) is enqueued, 24 configurations to a study, each study's dense
+baseline first, and run by `effsearch.study.tune` as `effsearch tune` runs it (world size 1; the lead
+fp32 and its fp16, int8_dynamic and int8_static trials recorded). One CSV row per configuration and
+precision: the study's default objectives (metric, latency_ms, energy_j), size_bytes and the untrained
+figures the trial records. replay.py replays samplers on it.
 
-    nice -n 10 python benchmarks/tabular/make_table.py                       # ~576 runs, ~30 min here
-    python benchmarks/tabular/make_table.py --limit 4 --out /tmp/t.csv       # a quick look
+    nice -n 10 python benchmarks/tabular/make_table.py                  # 600 runs, 40 min on 2 busy cores
+    python benchmarks/tabular/make_table.py --limit 4 --out /tmp/t.csv  # a quick look
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main() -> None:
         missing = []
         for i in range(0, len(configs), CHUNK):
             missing += run(f"table-{i // CHUNK}", configs[i : i + CHUNK])
-            print(f"{min(i + CHUNK, len(configs))}/{len(configs)} configurations, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            done = min(i + CHUNK, len(configs))
+            print(f"{done}/{len(configs)} configurations, {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         if missing:  # a run that failed is tried once more
             print(f"{len(missing)} configurations did not complete; running them again", file=sys.stderr)
             missing = run("table-again", missing)

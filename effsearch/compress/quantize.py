@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import onnx
 from effsearch.errors import TrialError
 from effsearch.onnx_export import INPUT_NAME
 
-__all__ = ["make_precision"]
+__all__ = ["INT8_STATIC", "INT8_VARIANTS", "Int8Variant", "make_precision", "quantize_int8_static"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,28 @@ def _int8_dynamic(src: Path, dst: Path) -> None:
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
 
 
-def _int8_static(src: Path, dst: Path, calibration: Sequence[np.ndarray]) -> None:
+@dataclass(frozen=True)
+class Int8Variant:
+    """One post-training static int8 recipe of onnxruntime's quantize_static (names as onnxruntime spells them)."""
+
+    quant_format: str = "QDQ"  # or "QOperator"
+    per_channel: bool = True
+    activation_type: str = "QUInt8"  # or "QInt8"
+    calibrate_method: str = "MinMax"  # or "Entropy", "Percentile"
+
+    @property
+    def label(self) -> str:
+        weights = "per-channel" if self.per_channel else "per-tensor"
+        return f"{self.quant_format}, {weights} weights, {self.activation_type} activations, {self.calibrate_method}"
+
+
+# The recipe of the int8_static precision, and of the static int8 precisions a space may add.
+INT8_STATIC = Int8Variant()
+INT8_VARIANTS = {"int8_static": INT8_STATIC, "int8_static_per_tensor": Int8Variant(per_channel=False)}
+
+
+def quantize_int8_static(src: Path, dst: Path, calibration: Sequence[np.ndarray], variant: Int8Variant = INT8_STATIC) -> None:
+    """Static int8 of `src` to `dst` by `variant`, calibrated on `calibration` (input batches)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -73,11 +95,11 @@ def _int8_static(src: Path, dst: Path, calibration: Sequence[np.ndarray]) -> Non
             str(pre),
             str(dst),
             _Calibration(calibration),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
+            quant_format=QuantFormat[variant.quant_format],
+            activation_type=QuantType[variant.activation_type],
             weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
+            per_channel=variant.per_channel,
+            calibrate_method=CalibrationMethod[variant.calibrate_method],
         )
     finally:
         if pre != src:
@@ -87,7 +109,7 @@ def _int8_static(src: Path, dst: Path, calibration: Sequence[np.ndarray]) -> Non
 def make_precision(fp32_path: Path, precision: str, calibration: Sequence[np.ndarray]) -> Path:
     """Write `model.<precision>.onnx` beside the fp32 model and return its path (fp32 returns the input).
 
-    calibration: input batches from the training set, used by int8_static only.
+    calibration: input batches from the training set, used by the static int8 precisions only.
     """
     if precision == "fp32":
         return fp32_path
@@ -97,10 +119,11 @@ def make_precision(fp32_path: Path, precision: str, calibration: Sequence[np.nda
             _fp16(fp32_path, dst)
         elif precision == "int8_dynamic":
             _int8_dynamic(fp32_path, dst)
-        elif precision == "int8_static":
-            _int8_static(fp32_path, dst, calibration)
+        elif precision in INT8_VARIANTS:
+            quantize_int8_static(fp32_path, dst, calibration, INT8_VARIANTS[precision])
         else:
-            raise TrialError(f"unknown precision {precision!r}; use fp32, fp16, int8_dynamic or int8_static")
+            known = ", ".join(("fp32", "fp16", "int8_dynamic", *INT8_VARIANTS))
+            raise TrialError(f"unknown precision {precision!r}; use one of {known}")
         onnx.checker.check_model(str(dst))
     except TrialError:
         raise

@@ -1,10 +1,20 @@
-"""Latency of several models measured together, in interleaved blocks, until the figures are stable.
+"""Latency (and inference energy, where a meter measures it) of several models measured together, in
+interleaved blocks, until the figures are stable.
 
-Every model is timed once per block, the order rotated from block to block, so that drift of a shared
-machine hits all alike; each model's ratio to a reference is taken within each block. Blocks are added
-until every model's ratio is known to a stated relative width (the spread of its per-block ratios,
-interquartile, over their median), or a cap on blocks or seconds is reached. A block's calls are sized
-to the model, so that a 20 µs and a 20 ms model both get a stable figure in bounded time.
+Within a block the models take turns: rounds in which every model runs a short chunk of calls (about
+0.5 ms of them, at least one call), in an order rotated from block to block, so that drift of a shared
+machine hits all alike down to the millisecond; each model's ratio to a reference is taken within each
+block. On this shared 2-core machine that cut the spread of per-block ratios from 6-12 % (each model's
+10 ms of calls in one stretch) to 1-3.5 %. The first call of a chunk can meet caches another model
+filled; the median over the block's calls is the figure. Blocks are added until every model's ratio is
+known to a stated relative width (the spread of its per-block ratios, interquartile, over their median),
+or a cap on blocks or seconds is reached. Chunks and rounds are sized to the models, so that a 20 µs and
+a 20 ms model both get a stable figure in bounded time.
+
+Energy is read the same way where a hardware meter reads it: repeated windows, every model once per round
+in a rotated order, each window as long as the meter reads well; the median per call and the interval of
+the windows. An estimate (CPU seconds x a power figure) is not repeated: its spread would only be that of
+the CPU time, and it stays labelled an estimate.
 """
 
 from __future__ import annotations
@@ -21,12 +31,13 @@ import numpy as np
 from effsearch.onnx_export import INPUT_NAME
 from effsearch.runtime import ort_session
 
-__all__ = ["PROTOCOL", "Timed", "measure_blocks"]
+__all__ = ["ENERGY_PROTOCOL", "PROTOCOL", "Metered", "Timed", "measure_blocks", "measure_energy"]
 
 # The adaptive protocol, recorded wherever its figures are stored.
 PROTOCOL = {
     "warmup_calls": 50,
-    "block_s": 0.01,  # each model's calls in one block last about this long
+    "block_s": 0.01,  # each model's calls in one block last about this long (the slowest's: at least min_calls)
+    "chunk_s": 0.0005,  # a model's turn within a round: about this long, at least one call
     "min_calls": 5,
     "min_blocks": 5,
     "max_blocks": 30,
@@ -34,6 +45,24 @@ PROTOCOL = {
     "rel_width": 0.05,  # stop once every ratio's interquartile spread / median is at most this
     "statistic": "median of per-block medians; ratio: median of per-block ratios to the reference",
 }
+
+
+# Inference energy re-measured with a hardware meter: `windows` rounds, each window at least `window_s`
+# (or the meter's min_window_s, if longer), with at most `max_s` spent in all.
+ENERGY_PROTOCOL = {"windows": 5, "window_s": 0.05, "max_s": 10.0}
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One model's inference energy per call: the median of its windows and their interquartile interval."""
+
+    mj: float
+    lo_mj: float
+    hi_mj: float
+    windows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"energy_mj": self.mj, "energy_lo_mj": self.lo_mj, "energy_hi_mj": self.hi_mj, "energy_windows": self.windows}
 
 
 @dataclass(frozen=True)
@@ -72,13 +101,16 @@ def measure_blocks(
     """Time every model in `paths` (`reference` among them) at batch 1, interleaved, until stable."""
     sessions = {key: ort_session(p, threads=threads, providers=providers) for key, p in paths.items()}
     feed = {INPUT_NAME: sample}
-    calls = {}
+    chunk, per_call = {}, {}
     for key, session in sessions.items():
         t0 = time.perf_counter()
         for _ in range(protocol["warmup_calls"]):
             session.run(None, feed)
-        per_call = (time.perf_counter() - t0) / protocol["warmup_calls"]
-        calls[key] = max(protocol["min_calls"], math.ceil(protocol["block_s"] / max(per_call, 1e-7)))
+        per_call[key] = max((time.perf_counter() - t0) / protocol["warmup_calls"], 1e-7)
+        chunk[key] = max(1, round(protocol.get("chunk_s", 0.0) / per_call[key]))
+    # Rounds per block: every model's calls last about block_s, the slowest's at least min_calls.
+    turn = max(chunk[k] * per_call[k] for k in sessions)
+    rounds = max(math.ceil(protocol["min_calls"] / min(chunk.values())), math.ceil(protocol["block_s"] / turn))
     keys = list(sessions)
     medians: dict[Any, list[float]] = {k: [] for k in keys}
     every: dict[Any, list[np.ndarray]] = {k: [] for k in keys}
@@ -89,16 +121,18 @@ def measure_blocks(
     try:
         for block in range(protocol["max_blocks"]):
             shift = block % len(keys)
-            for key in keys[shift:] + keys[:shift]:
-                session, n = sessions[key], calls[key]
-                t = np.empty(n)
-                for i in range(n):
-                    t0 = time.perf_counter_ns()
-                    session.run(None, feed)
-                    t[i] = time.perf_counter_ns() - t0
-                t /= 1e6
-                every[key].append(t)
-                medians[key].append(float(np.median(t)))
+            order = keys[shift:] + keys[:shift]
+            t = {k: np.empty(rounds * chunk[k]) for k in keys}
+            for r in range(rounds):
+                for key in order:
+                    session, n, times = sessions[key], chunk[key], t[key]
+                    for i in range(r * n, (r + 1) * n):
+                        t0 = time.perf_counter_ns()
+                        session.run(None, feed)
+                        times[i] = time.perf_counter_ns() - t0
+            for key in keys:
+                every[key].append(t[key] / 1e6)
+                medians[key].append(float(np.median(every[key][-1])))
             ratios = {k: [m / r for m, r in zip(medians[k], medians[reference])] for k in keys}
             done = block + 1 >= protocol["min_blocks"] and all(_width(ratios[k]) <= protocol["rel_width"] for k in keys)
             if done or time.perf_counter() - start > protocol["max_s"]:
@@ -118,3 +152,34 @@ def measure_blocks(
             blocks=len(med), calls=int(sum(len(t) for t in every[key])),
         )
     return out
+
+
+def measure_energy(paths: dict[Any, Path], sample: np.ndarray, meter_cls: Any, *, protocol: dict[str, Any] = ENERGY_PROTOCOL,
+                   **session: Any) -> dict[Any, Metered]:
+    """Millijoules per batch-1 call of every model, read with `meter_cls` over repeated interleaved windows.
+
+    session: ort_session's threads and providers, as for measure_blocks.
+    """
+    sessions = {key: ort_session(p, **session) for key, p in paths.items()}
+    feed = {INPUT_NAME: sample}
+    window_s = max(float(protocol["window_s"]), float(getattr(meter_cls, "min_window_s", 0.0) or 0.0))
+    rounds = max(1, min(int(protocol["windows"]), int(protocol["max_s"] / (window_s * max(1, len(sessions))))))
+    keys = list(sessions)
+    readings: dict[Any, list[float]] = {k: [] for k in keys}
+    for session in sessions.values():
+        for _ in range(PROTOCOL["warmup_calls"]):
+            session.run(None, feed)
+    for r in range(rounds):
+        shift = r % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            session, meter, calls = sessions[key], meter_cls(), 0
+            meter.start()
+            t0 = time.perf_counter()
+            while calls == 0 or time.perf_counter() - t0 < window_s:
+                session.run(None, feed)
+                calls += 1
+            readings[key].append(float(meter.stop()) / calls * 1e3)
+    return {
+        k: Metered(float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75)), len(v))
+        for k, v in readings.items()
+    }

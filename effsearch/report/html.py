@@ -234,7 +234,7 @@ def _limits(r: Report) -> dict[str, Any]:
 def _front_head(info: StudyInfo) -> list[str]:
     head = ["trial", "run", "precision", "prune", "batch", "lr", "schedule", "clip", "ranks"]
     head += [metric_label(info, info.metric_key), "drop from baseline", *(metric_label(info, k) for k in _METRIC_COLS)]
-    return head + ["untrained latency (× dense)", "energy source", "export"]
+    return head + ["latency × dense (same precision)", "FLOPs × dense", "untrained latency (× dense)", "energy source", "export"]
 
 
 def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
@@ -244,11 +244,14 @@ def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
         row.run, row.precision, _num(p.get("prune_ratio"), 3), _num(p.get("batch_size")), _num(p.get("lr"), 3),
         p.get("lr_schedule", "-"), _num(p.get("clip_norm"), 3), _num(p.get("world_size")), _num(m.get(r.info.metric_key)),
         "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS),
+        _num(m.get("latency_vs_dense"), 3), _num(m.get("flop_ratio"), 3),
         _num(row.untrained["latency_ratio"], 3) if row.untrained else "-", m.get("energy_source", r.info.energy_source),
     ]
     tags = [t for t, on in (("baseline", row.baseline), ("knee", e.knee)) if on]
     if row.within_noise:
         tags.append("within noise of " + ", ".join(map(str, row.within_noise)))
+    if row.speedup_flag:
+        tags.append("compression does not reach the artifact: " + row.speedup_flag)
     return {"trial": row.trial, "tags": tags, "cells": cells, "command": e.command,
             "latency": "" if lat is None else lat, "drop": "" if e.drop is None else e.drop}
 

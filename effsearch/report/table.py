@@ -40,6 +40,12 @@ def _ratio(untrained: dict[str, Any] | None) -> str:
     return "-" if not untrained else f"{float(untrained['latency_ratio']):.2f}"
 
 
+def _vs_dense(r: FrontRow) -> str:
+    """The latency as a ratio to the dense model's at the same precision; "!" where compression falls short."""
+    v = r.metrics.get("latency_vs_dense")
+    return "-" if v is None else f"{float(v):.2f}" + (" !" if r.speedup_flag else "")
+
+
 def fmt_metric(v: Any) -> str:
     return "-" if v is None else f"{float(v):.4f}"
 
@@ -51,11 +57,12 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
     title = f"Pareto front of {info.name}: {len(rows)} trial(s)"
     if remeasured:
         title += "; latency re-measured together (≈: within noise of)"
-    table = Table(title=title, title_justify="left")
+    flagged = [f"! trial {r.trial}: {r.speedup_flag}" for r in rows if r.speedup_flag]
+    table = Table(title=title, title_justify="left", caption="\n".join(flagged) or None, caption_justify="left")
     for col, justify in (
         ("trial", "right"), ("run", "right"), ("precision", "left"), ("prune", "right"), ("batch", "right"),
         ("lr", "right"), ("schedule", "left"), ("clip", "right"), ("ranks", "right"), (info.metric_key, "right"),
-        ("latency ms", "right"), ("untrained ×", "right"), ("FLOPs", "right"), ("params", "right"), ("size", "right"), (energy, "right"),
+        ("latency ms", "right"), ("× dense", "right"), ("untrained ×", "right"), ("FLOPs", "right"), ("params", "right"), ("size", "right"), (energy, "right"),
     ):
         table.add_column(col, justify=justify)
     for r in rows:
@@ -66,7 +73,7 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
         table.add_row(
             f"{r.trial}{mark}", str(r.run), r.precision, f"{float(p.get('prune_ratio', 0)):.2f}", str(p.get("batch_size")),
             f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),
-            fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _ratio(r.untrained), at_least(m, "flops") + _si(m.get("flops"), "FLOP"),
+            fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _vs_dense(r), _ratio(r.untrained), at_least(m, "flops") + _si(m.get("flops"), "FLOP"),
             _si(m.get("param_count"), ""), _si(m.get("size_bytes"), "B"), f"{float(m.get('energy_j', 0)):.2f}",
         )
     return table

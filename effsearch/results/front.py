@@ -16,6 +16,7 @@ from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.results.hypervolume import normalise
 from effsearch.results.remeasured import pareto, with_remeasured, within_noise
+from effsearch.results.speedup import dense_counterparts, speedup
 from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
 
@@ -71,6 +72,7 @@ class FrontRow:
     baseline: bool
     untrained: dict[str, Any] | None = None  # what was known before training (pretrain.Untrained)
     within_noise: tuple[int, ...] = ()  # front trials this one cannot be told apart from (re-measured)
+    speedup_flag: str | None = None  # why its compression does not reach the artifact (results/speedup.py)
 
     @property
     def precision(self) -> str:
@@ -125,8 +127,22 @@ def front_rows(study: optuna.Study) -> list[FrontRow]:
         rows = [dataclasses.replace(r, within_noise=peers[r.trial]) for r in front]
     else:
         rows = [row_of(recorded[t.number]) for t in best]
+    rows = _with_speedup(study, rows, recorded, entry)
     sign = -1.0 if info.metric_direction == "maximize" else 1.0
     return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
+
+
+def _with_speedup(study: optuna.Study, rows: list[FrontRow], recorded: dict[int, record.RecordedTrial],
+                  entry: dict[str, Any] | None) -> list[FrontRow]:
+    """Each row with its latency and FLOPs as ratios to the dense model at its precision, and its flag."""
+    dense = dense_counterparts([with_remeasured(row_of(t), entry) for t in recorded.values()])
+    leads = {t.number: t.record for t in record.read_all(study) if t.lead}
+    out = []
+    for r in rows:
+        lead = leads.get(recorded[r.trial].run_trial if r.trial in recorded else r.trial)
+        s = speedup(r, dense, lead.prune_round_to if lead is not None else None)
+        out.append(r if s is None else dataclasses.replace(r, metrics={**r.metrics, **s.metrics()}, speedup_flag=s.flag))
+    return out
 
 
 def baseline(study: optuna.Study) -> FrontRow | None:
@@ -173,5 +189,5 @@ def row_json(row: FrontRow) -> dict[str, Any]:
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.metrics.items()}
     return {
         "trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx,
-        "untrained": row.untrained, "within_noise": list(row.within_noise),
+        "untrained": row.untrained, "within_noise": list(row.within_noise), "speedup_flag": row.speedup_flag,
     }

@@ -38,6 +38,12 @@ def with_remeasured(row: Any, entry: dict[str, Any] | None) -> Any:
         "latency_ratio_interval": [timed["ratio_lo"], timed["ratio_hi"]],
         "remeasured_on": entry["host"],
     }
+    if "energy_mj" in timed:  # read again with a hardware meter, in repeated windows
+        metrics["infer_energy_first_mj"] = row.metrics.get("infer_energy_mj")
+        metrics["infer_energy_mj"] = timed["energy_mj"]
+        metrics["infer_energy_interval_mj"] = [timed["energy_lo_mj"], timed["energy_hi_mj"]]
+        if row.metrics.get("flops") and timed["energy_mj"] > 0:
+            metrics["flops_per_j"] = float(row.metrics["flops"]) / (timed["energy_mj"] / 1e3)
     return dataclasses.replace(row, metrics=metrics)
 
 
@@ -60,6 +66,9 @@ def pareto(rows: list[Any], objectives: tuple[str, ...], directions: tuple[str, 
 def _close(key: str, a: dict[str, Any], b: dict[str, Any], estimate: bool) -> bool:
     if key in ("latency_ms", "latency_p90_ms"):
         (alo, ahi), (blo, bhi) = a.get("latency_interval_ms") or (a[key], a[key]), b.get("latency_interval_ms") or (b[key], b[key])
+        return alo <= bhi and blo <= ahi
+    if key == "infer_energy_mj" and a.get("infer_energy_interval_mj") and b.get("infer_energy_interval_mj"):
+        (alo, ahi), (blo, bhi) = a["infer_energy_interval_mj"], b["infer_energy_interval_mj"]
         return alo <= bhi and blo <= ahi
     x, y = float(a[key]), float(b[key])
     if key in ("energy_j", "infer_energy_mj", "flops_per_j") and estimate:

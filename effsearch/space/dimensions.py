@@ -14,6 +14,7 @@ __all__ = [
     "SearchSpace",
     "TrainConfig",
     "PRECISIONS",
+    "EXTRA_PRECISIONS",
     "SCHEDULES",
     "OPTIMIZERS",
     "IMPORTANCES",
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
+# Precisions a space may add to its choices (each a free trial of every run, like the defaults):
+# int8_static_per_tensor is static int8 with one scale per weight tensor (compress/quantize.py).
+EXTRA_PRECISIONS = ("int8_static_per_tensor",)
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 OPTIMIZERS = ("adamw", "sgd")
 IMPORTANCES = ("l2", "l1", "bn_scale", "random")

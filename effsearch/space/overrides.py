@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from effsearch.errors import SpaceError
-from effsearch.space.dimensions import IMPORTANCES, OPTIMIZERS, PRECISIONS, PRUNE_WHEN, SCHEDULES
+from effsearch.space.dimensions import EXTRA_PRECISIONS, IMPORTANCES, OPTIMIZERS, PRECISIONS, PRUNE_WHEN, SCHEDULES
 from effsearch.space.dimensions import Dimension, SearchSpace, default_dimensions
 
 __all__ = ["load_space"]
@@ -67,7 +67,7 @@ _RULES = {
     "lr_schedule": _names(SCHEDULES),
     "clip_norm": _Rule(float, minimum=0.0, example=1.0),
     "prune_ratio": _Rule(float, minimum=0.0, below=1.0, example=0.5),
-    "precision": _names(PRECISIONS),
+    "precision": _names(PRECISIONS + EXTRA_PRECISIONS),
     "world_size": _Rule(int, minimum=1, example=1),
     "optimizer": _names(OPTIMIZERS),
     "warmup_frac": _Rule(float, minimum=0.0, below=1.0, example=0.05),

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.host import cpu_model
-from effsearch.measure.blocks import PROTOCOL, measure_blocks
+from effsearch.measure.blocks import ENERGY_PROTOCOL, PROTOCOL, measure_blocks, measure_energy
 
 __all__ = ["NEAR", "candidates", "remeasure"]
 
@@ -39,7 +39,7 @@ def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
     """The front, the completed points that could be on it (or within a latency limit) but for latency noise,
-    and the baseline."""
+    the baseline, and the baseline run's trials at the precisions of those (their dense counterparts)."""
     directions = [d.name.lower() for d in study.directions]
     names = list(study.metric_names or [])
     meta = record.read_meta(study)
@@ -69,6 +69,9 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
     chosen = [t for t in done if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
     if base is not None and base not in chosen and base.metrics.get("size_bytes"):
         chosen.append(base)
+    if base is not None:  # each point's dense counterpart: the baseline run's trial at its precision
+        wanted = {t.params.get("precision") for t in chosen}
+        chosen += [t for t in done if t.run == base.run and t not in chosen and t.params.get("precision") in wanted]
     return chosen
 
 
@@ -78,23 +81,39 @@ def _sample(study: optuna.Study) -> np.ndarray:
     return np.zeros(shape, dtype=np.dtype(meta.get("input_dtype") or "float32"))
 
 
-def remeasure(study: optuna.Study, *, threads: int = 1, providers: list[str] | None = None, sample: np.ndarray | None = None) -> dict[str, Any] | None:
-    """Time the candidates together and keep the figures on the study; None when there is nothing to time."""
+def remeasure(
+    study: optuna.Study,
+    *,
+    threads: int = 1,
+    providers: list[str] | None = None,
+    sample: np.ndarray | None = None,
+    meter_cls: Any = None,
+) -> dict[str, Any] | None:
+    """Time the candidates together and keep the figures on the study; None when there is nothing to time.
+
+    meter_cls: the study's inference-energy meter; where it measures (not an estimate), the candidates'
+    inference energy is read again too, in repeated interleaved windows.
+    """
     chosen = candidates(study)
     baseline = next((t for t in chosen if t.baseline), None)
     if len(chosen) < 1:
         return None
     reference = baseline.number if baseline is not None else chosen[0].number
     t0 = time.perf_counter()
-    timed = measure_blocks(
-        {t.number: Path(t.onnx) for t in chosen}, reference, _sample(study) if sample is None else sample,
-        threads=threads, providers=providers,
-    )
+    paths = {t.number: Path(t.onnx) for t in chosen}
+    sample = _sample(study) if sample is None else sample
+    timed = measure_blocks(paths, reference, sample, threads=threads, providers=providers)
+    figures = {str(n): t.to_dict() for n, t in timed.items()}
+    metered = getattr(meter_cls, "measured", False)
+    if metered:
+        for n, m in measure_energy(paths, sample, meter_cls, threads=threads, providers=providers).items():
+            figures[str(n)].update(m.to_dict())
     entry = {
         "host": socket.gethostname(), "cpu": cpu_model(), "threads": threads, "protocol": PROTOCOL,
-        "when": time.time(), "seconds": time.perf_counter() - t0, "reference": reference,
-        "trials": {str(n): t.to_dict() for n, t in timed.items()},
+        "when": time.time(), "seconds": time.perf_counter() - t0, "reference": reference, "trials": figures,
     }
+    if metered:
+        entry["energy"] = {"meter": str(meter_cls.name), "protocol": ENERGY_PROTOCOL}
     record.write_remeasured(study, entry)
     log.info("re-measured %d artifacts together in %.1f s", len(timed), entry["seconds"])
     return entry

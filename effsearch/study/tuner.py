@@ -118,7 +118,10 @@ class Tuner:
         if stats.completed:
             # The front's figures taken together, now that no rank is busy: it ranks models, not moments.
             self.on_stage(runs_counted(self.study), "re-measuring the front", self.front_size())
-            remeasure(self.study, threads=s.latency_threads, providers=self.tools.target.providers(), sample=measurer.sample)
+            remeasure(
+                self.study, threads=s.latency_threads, providers=self.tools.target.providers(), sample=measurer.sample,
+                meter_cls=measurer.infer_meter_cls,
+            )
         return TuneSummary(
             self.study, runs_counted(self.study), stats.here, stats.failed, stats.completed,
             run_walls=tuple(stats.walls), pool_starts=pool_starts,

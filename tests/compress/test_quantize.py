@@ -14,6 +14,7 @@ from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
 from effsearch.onnx_export import export_onnx
 from effsearch.runtime import ort_session
 from effsearch.space import PRECISIONS
+from effsearch.space.dimensions import EXTRA_PRECISIONS
 from effsearch.userfile import default_metric, load_user_file
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -62,7 +63,7 @@ def test_fp32_is_the_exported_file(trained):
     assert make_precision(path, "fp32", calibration) == path
 
 
-@pytest.mark.parametrize("precision", [p for p in PRECISIONS if p != "fp32"])
+@pytest.mark.parametrize("precision", [p for p in PRECISIONS + EXTRA_PRECISIONS if p != "fp32"])
 def test_each_precision_loads_keeps_float32_io_and_accuracy(trained, precision):
     path, val_data, calibration, fp32_accuracy = trained
     out = make_precision(path, precision, calibration)
@@ -97,3 +98,21 @@ def test_unknown_precision_raises_trial_error(trained):
     path, _, calibration, _ = trained
     with pytest.raises(TrialError, match="unknown precision 'int4'"):
         make_precision(path, "int4", calibration)
+
+
+def test_the_per_tensor_variant_has_one_scale_per_weight_tensor(trained):
+    import onnx
+    from onnx import numpy_helper
+
+    path, _, calibration, _ = trained
+
+    def weight_scales(precision: str) -> list[int]:
+        model = onnx.load(str(make_precision(path, precision, calibration)))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        # A weight's DequantizeLinear reads an int8 initializer; its scale is the node's second input.
+        return [inits[n.input[1]].size for n in model.graph.node
+                if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+
+    per_channel, per_tensor = weight_scales("int8_static"), weight_scales("int8_static_per_tensor")
+    assert per_tensor and len(per_tensor) == len(per_channel)
+    assert set(per_tensor) == {1} and max(per_channel) > 1

@@ -159,3 +159,56 @@ def test_an_unmeasurable_inference_objective_is_refused_in_one_line() -> None:
     message = str(refused.value)
     assert "\n" not in message and message.startswith("--objectives infer_energy_mj,flops_per_j: ")
     assert StudyError.exit_code == 2
+
+
+class OneWatt(EnergyMeter):
+    """Reads 1 W over its window: joules = seconds, so a slower model spends more per call."""
+
+    name = "onewatt"
+    measured = True
+    scope = "process"
+    min_window_s = 0.02
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def test_the_remeasurement_reads_a_measuring_meter_in_repeated_windows(tmp_path: Path) -> None:
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from effsearch import record
+    from effsearch.measure.blocks import ENERGY_PROTOCOL, measure_energy
+    from effsearch.results.front import front_rows
+    from effsearch.study.remeasure import remeasure
+
+    torch.manual_seed(0)
+    small = export_onnx(nn.Linear(8, 2).eval(), torch.randn(4, 8), tmp_path / "small.onnx").path
+    wide = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(8 if _ == 0 else 512, 512), nn.ReLU())], nn.Linear(512, 2))
+    big = export_onnx(wide.eval(), torch.randn(4, 8), tmp_path / "big.onnx").path
+    sample = np.zeros((1, 8), np.float32)
+    figures = measure_energy({"small": small, "big": big}, sample, OneWatt)
+    assert all(f.windows == ENERGY_PROTOCOL["windows"] and f.lo_mj <= f.mj <= f.hi_mj for f in figures.values())
+    assert figures["big"].mj > 2 * figures["small"].mj  # joules per call follow the time per call here
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "infer_energy_mj"])
+    record.write_meta(study, {"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "onewatt"})
+    dist = {"precision": CategoricalDistribution(["fp32"])}
+    for n, (path, acc) in enumerate(((big, 0.95), (small, 0.9))):
+        metrics = {"accuracy": acc, "infer_energy_mj": 1.0, "latency_ms": 1.0, "size_bytes": path.stat().st_size}
+        study.add_trial(create_trial(
+            params={"precision": "fp32"}, distributions=dist, values=[acc, 1.0 - n / 2],  # both on the front
+            user_attrs=record.TrialRecord(lead=True, baseline=n == 0, metrics=metrics, onnx=str(path)).user_attrs(),
+        ))
+    assert "energy" not in remeasure(study, sample=sample)  # no meter: latency only
+    entry = remeasure(study, sample=sample, meter_cls=OneWatt)
+    assert entry["energy"]["meter"] == "onewatt"
+    rows = {r.trial: r.metrics for r in front_rows(study)}
+    assert rows[0]["infer_energy_first_mj"] == 1.0 and rows[0]["infer_energy_mj"] == entry["trials"]["0"]["energy_mj"]
+    lo, hi = rows[1]["infer_energy_interval_mj"]
+    assert lo <= rows[1]["infer_energy_mj"] <= hi

@@ -9,11 +9,10 @@ import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import create_trial
 
 from effsearch import record
 from effsearch.results.front import front_rows, knee
-from effsearch.study.remeasure import candidates, remeasure
 
 DIST = {"precision": CategoricalDistribution(["fp32", "int8_static"])}
 
