@@ -117,7 +117,7 @@ def _fmt_row(label: str, row: FrontRow, key: str, base_metric: float, t: Timed, 
     size = int(m["size_bytes"])
     return (f"{label:<9} {row.trial:>5} {row.run:>3} {row.precision:<12} {row.params.get('prune_ratio', 0.0):>5.2f} "
             f"{float(m[key]):8.4f} {100 * (float(m[key]) - base_metric):+6.2f} "
-            f"{float(m['latency_ms']):8.4f} {float(m['latency_ms']) / base_stored:6.3f}x "
+            f"{_first(m):8.4f} {_first(m) / base_stored:6.3f}x "
             f"{t.p50_ms:8.4f} {t.ratio:6.3f}x [{t.ratio_lo:.2f}-{t.ratio_hi:.2f}] "
             f"{size / 1024:8.1f} {size / base_size:6.3f}x")
 
@@ -126,6 +126,11 @@ def _run_rows(study: optuna.Study, run: int) -> list[FrontRow]:
     """Every completed precision of one training run, front or not."""
     done = record.read_all(study, states=(optuna.trial.TrialState.COMPLETE,))
     return [row_of(t) for t in done if t.run == run]
+
+
+def _first(metrics: dict) -> float:
+    """The latency the study measured once, when the run ended (before any re-measurement at the end of tune)."""
+    return float(metrics.get("latency_first_ms") or metrics["latency_ms"])
 
 
 def main() -> None:
@@ -175,9 +180,9 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
     rows = front_rows(study)
     base_metric = float(base.metrics[key])
     base_size = int(base.metrics["size_bytes"])
-    base_stored = float(base.metrics["latency_ms"])
+    base_stored = _first(base.metrics)
     eligible = [r for r in rows if r.trial != base.trial and _within(r, key, base_metric, args.max_drop, direction)]
-    by_stored = sorted(eligible, key=lambda r: float(r.metrics["latency_ms"]))
+    by_stored = sorted(eligible, key=lambda r: _first(r.metrics))
     chosen = by_stored[: args.max_candidates]
     smallest = min(eligible, key=lambda r: int(r.metrics["size_bytes"]), default=None)
     if smallest is not None and smallest not in chosen:
@@ -230,7 +235,7 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
         met = t.ratio <= args.goal_latency and size_ratio <= args.goal_size
         print(f"{label}: trial {r.trial} ({r.precision}, prune {r.params.get('prune_ratio', 0.0):.2f}), "
               f"{key} {float(r.metrics[key]):.4f} ({100 * (float(r.metrics[key]) - base_metric):+.2f} points), "
-              f"latency {t.ratio:.3f}x re-measured ({float(r.metrics['latency_ms']) / base_stored:.3f}x stored), "
+              f"latency {t.ratio:.3f}x re-measured ({_first(r.metrics) / base_stored:.3f}x stored), "
               f"size {size_ratio:.3f}x -> goal (<= {args.goal_latency}x latency, <= {args.goal_size}x size) {'met' if met else 'NOT met'}")
     t_fast = timed[fastest.trial]
     ties = [r.trial for r in chosen if r.trial != fastest.trial and timed[r.trial].ratio <= t_fast.ratio_hi]

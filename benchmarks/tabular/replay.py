@@ -63,8 +63,8 @@ Factory = Callable[[int], BaseSampler]
 # -- candidates -------------------------------------------------------------------------------------
 
 
-def _tpe(seed: int, *, multivariate: bool = True, startup: int = STARTUP_RUNS) -> BaseSampler:
-    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=0)
+def _tpe(seed: int, *, multivariate: bool = True, startup: int = STARTUP_RUNS, **options: Any) -> BaseSampler:
+    tpe = optuna.samplers.TPESampler(seed=seed, multivariate=multivariate, n_startup_trials=0, **options)
     return TrainingRunStartup(tpe, startup_runs=startup, seed=seed)
 
 
@@ -84,9 +84,13 @@ CANDIDATES: dict[str, tuple[str, Factory]] = {
     "tpe-mv-8": ("TPE multivariate, startup 8 runs", lambda s: _tpe(s)),
     "tpe-mv-16": ("TPE multivariate, startup 16 runs", lambda s: _tpe(s, startup=16)),
     "tpe-ind-8": ("TPE independent, startup 8 runs", lambda s: _tpe(s, multivariate=False)),
+    "tpe-ind-4": ("TPE independent, startup 4 runs", lambda s: _tpe(s, multivariate=False, startup=4)),
+    "tpe-mv-4-ei": ("TPE multivariate, startup 4 runs, 96 EI candidates", lambda s: _tpe(s, startup=4, n_ei_candidates=96)),
+    "tpe-mv-4-group": ("TPE multivariate, grouped, startup 4 runs", lambda s: _tpe(s, startup=4, group=True)),
     "gp-4": ("GPSampler, startup 4 runs", lambda s: _gp(s, startup=4)),
     "gp-8": ("GPSampler, startup 8 runs", _gp),
     "gp-tpe-4": ("GPSampler, TPE after a screened suggestion, startup 4 runs", lambda s: _gp(s, startup=4, after_screened=True)),
+    "gp-tpe-8": ("GPSampler, TPE after a screened suggestion, startup 8 runs", lambda s: _gp(s, after_screened=True)),
     "nsga2-10": ("NSGA-II, population 10", lambda s: optuna.samplers.NSGAIISampler(seed=s, population_size=10)),
     "random": ("random search", lambda s: optuna.samplers.RandomSampler(seed=s)),
 }
@@ -221,8 +225,7 @@ def replay(table: Table, factory: Factory, seed: int, runs: int, size_limit: flo
 
 
 # In the open arm nothing is screened: these candidates are their model alone, suggestion for suggestion.
-# (The default is GPSampler with TPE after a screened suggestion, startup 8 runs: no candidate repeats it.)
-SAME_WITHOUT_SCREENING = {"gp-8": "default", "gp-tpe-4": "gp-4"}
+SAME_WITHOUT_SCREENING = {"gp-tpe-8": "gp-8", "gp-tpe-4": "gp-4"}
 
 
 def _job(job: tuple[str, str, int, str, float | None]) -> dict[str, Any]:
