@@ -58,3 +58,12 @@ def test_interleaved_latency_gives_one_for_the_baseline(tmp_path: Path) -> None:
     timed = compression.interleaved(paths, 0, x[:1].numpy(), blocks=3, calls=20, warmup=5, threads=1)
     assert timed[0].ratio == 1.0 and len(timed[0].block_p50_ms) == 3
     assert timed[1].p50_ms > 0 and timed[1].ratio_lo <= timed[1].ratio <= timed[1].ratio_hi
+
+
+def test_the_int8_benchmark_makes_every_recipe_once_the_default_among_them() -> None:
+    from effsearch.compress.quantize import INT8_STATIC, INT8_VARIANTS
+
+    bench = _load("int8_variants")
+    labels = [v.label for v in bench.RECIPES]
+    assert len(bench.RECIPES) == 24 and len(set(labels)) == 24
+    assert INT8_STATIC in bench.RECIPES and all(v in bench.RECIPES for v in INT8_VARIANTS.values())
