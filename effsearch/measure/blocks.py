@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from effsearch.measure.latency import energy_window
 from effsearch.onnx_export import INPUT_NAME
 from effsearch.runtime import ort_session
 
@@ -172,13 +173,8 @@ def measure_energy(paths: dict[Any, Path], sample: np.ndarray, meter_cls: Any, *
     for r in range(rounds):
         shift = r % len(keys)
         for key in keys[shift:] + keys[:shift]:
-            session, meter, calls = sessions[key], meter_cls(), 0
-            meter.start()
-            t0 = time.perf_counter()
-            while calls == 0 or time.perf_counter() - t0 < window_s:
-                session.run(None, feed)
-                calls += 1
-            readings[key].append(float(meter.stop()) / calls * 1e3)
+            joules, calls, _ = energy_window(sessions[key], feed, meter_cls(), window_s)
+            readings[key].append(joules / calls * 1e3)
     return {
         k: Metered(float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75)), len(v))
         for k, v in readings.items()

@@ -11,7 +11,7 @@ import numpy as np
 from effsearch.onnx_export import INPUT_NAME
 from effsearch.runtime import ort_session
 
-__all__ = ["LatencyReport", "measure_latency"]
+__all__ = ["LatencyReport", "energy_window", "measure_latency"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class LatencyReport:
     window_s: float
     energy_calls: int = 0
     energy_window_s: float = 0.0
+
+
+def energy_window(session, feed: dict, meter, window_s: float) -> tuple[float, int, float]:
+    """Read `meter` over calls repeated until they last `window_s` (at least one): (joules, calls, seconds)."""
+    calls = 0
+    meter.start()
+    t0 = time.perf_counter()
+    while calls == 0 or time.perf_counter() - t0 < window_s:
+        session.run(None, feed)
+        calls += 1
+    seconds = time.perf_counter() - t0
+    return float(meter.stop()), calls, seconds
 
 
 def measure_latency(
@@ -58,13 +70,7 @@ def measure_latency(
     window = time.perf_counter() - t_window
     joules, calls, energy_s = None, 0, 0.0
     if meter is not None:
-        meter.start()
-        t0 = time.perf_counter()
-        while calls == 0 or time.perf_counter() - t0 < energy_window_s:
-            session.run(None, feed)
-            calls += 1
-        energy_s = time.perf_counter() - t0
-        joules = meter.stop()
+        joules, calls, energy_s = energy_window(session, feed, meter, energy_window_s)
     times /= 1e6
     report = LatencyReport(
         float(np.percentile(times, 50)), float(np.percentile(times, 90)), repeats, warmup, threads, window,
