@@ -153,6 +153,9 @@ def run_training(
         "energy_source": measurer.energy_source,
         "train_s": max(r.train_s for r in ranks),
     }
+    if config.train_precision == "fp16":
+        # Every rank skips the same steps (their gradients are all-reduced before the scaler looks).
+        common["skipped_steps"] = ranks[0].skipped_steps
     results, t_quant, t_measure = [], 0.0, 0.0
     for precision in precisions:
         stage(precision)

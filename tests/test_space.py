@@ -284,6 +284,7 @@ def test_suggest_records_core_params_always_and_fixed_extras_never(toml):
         precision = "fp32"
         prune_ratio = 0.0
         world_size = 1
+        train_precision = "fp32"
     """))
     params, recorded = _suggest(space)
     assert set(recorded) == set(CORE_PARAMS), "fixed core dimensions are still recorded on the trial"
@@ -302,7 +303,8 @@ def test_suggest_records_extras_when_searched(toml):
         high = 0.2
     """))
     params, recorded = _suggest(space)
-    assert set(recorded) == set(CORE_PARAMS) | {"optimizer", "warmup_frac"}
+    # train_precision is searched by default (fp32 or bf16 on CPU).
+    assert set(recorded) == set(CORE_PARAMS) | {"optimizer", "warmup_frac", "train_precision"}
     assert recorded["optimizer"] in ("adamw", "sgd")
     assert 0.0 <= recorded["warmup_frac"] <= 0.2
     assert params["optimizer"] == recorded["optimizer"]
@@ -357,3 +359,13 @@ def test_clamp_world_size_caps_range_and_default(toml):
     assert clamped.fixed
 
     assert default_space(1).clamp_world_size(4)["world_size"].high == 1, "clamping never raises the cap"
+
+
+def test_training_levers_the_model_or_the_machine_cannot_use_are_refused(toml):
+    message = _space_error(toml("[distill]\nchoices = [0.0, 0.5]\n"))
+    assert "[distill]" in message and "register(trained=True)" in message
+    assert load_space(toml("[distill]\nchoices = [0.0, 0.5]\n"), 1, trained=True)["distill"].choices == (0.0, 0.5)
+    message = _space_error(toml('[train_precision]\nchoices = ["fp32", "fp16"]\n'))
+    assert '"fp16"' in message and "needs a GPU" in message and '["fp32", "bf16"]' in message
+    on_gpu = load_space(toml('[train_precision]\nchoices = ["fp32", "fp16"]\n'), 1, device="cuda")
+    assert on_gpu["train_precision"].choices == ("fp32", "fp16")

@@ -69,7 +69,7 @@ def main() -> None:
 
     uf = load_user_file(args.file)
     info, datasets = probe(uf)
-    space = load_space(None, 1).fixed("world_size", 1)
+    space = load_space(None, 1).fixed("world_size", 1).fixed("train_precision", "fp32")
     keys, dirs = parse_objectives(None, uf.metric_key, uf.registration.metric_direction)
     configs = grid()[: args.limit]
     order = {key(c): i for i, c in enumerate(configs)}

@@ -54,7 +54,7 @@ def tune(
         if max_world_size > hw:
             log.warning("--max-world-size %d is above what this machine offers (%d %s); using %d", max_world_size, hw, "GPUs" if device == "cuda" else "usable cores", hw)
         cap = min(hw, max_world_size)
-    search = load_space(space, cap, trained=uf.registration.trained).clamp_world_size(cap)
+    search = load_space(space, cap, trained=uf.registration.trained, device=device).clamp_world_size(cap)
     keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
     url = resolve_url(storage)
     settings = TuneSettings(

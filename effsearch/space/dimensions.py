@@ -19,7 +19,10 @@ __all__ = [
     "OPTIMIZERS",
     "IMPORTANCES",
     "PRUNE_WHEN",
+    "TRAIN_PRECISIONS",
+    "DISTILL_WEIGHTS",
     "CORE_PARAMS",
+    "train_precisions",
     "default_space",
 ]
 
@@ -31,6 +34,11 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 OPTIMIZERS = ("adamw", "sgd")
 IMPORTANCES = ("l2", "l1", "bn_scale", "random")
 PRUNE_WHEN = ("start", "finetune")
+# Training precisions: fp32; bf16 autocast (CPU and GPU); fp16 autocast with a gradient scaler (GPU only).
+TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
+# Distillation weights searched for a model that arrives trained (0 = off): the weight of the teacher's
+# soft targets against the task loss (train/levers.py).
+DISTILL_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 # The dimensions every trial records in its params (PRODUCT.md's JSON), searched or fixed.
 CORE_PARAMS = ("batch_size", "lr", "lr_schedule", "clip_norm", "prune_ratio", "precision", "world_size")
 
@@ -91,6 +99,9 @@ class TrainConfig:
     prune_importance: str = "l2"
     prune_when: str = "start"
     finetune_frac: float = 0.34
+    train_precision: str = "fp32"
+    distill: float = 0.0
+    distill_temperature: float = 4.0
 
 
 # Fine-tuning a model that arrives trained: a learning rate ten times lower and a short warm-up, so that
@@ -99,8 +110,14 @@ FINETUNE_LR = Dimension("lr", 3e-4, low=3e-5, high=3e-3, log=True)
 FINETUNE_WARMUP = Dimension("warmup_frac", 0.02, low=0.02, high=0.02)
 
 
-def default_dimensions(max_world_size: int, trained: bool = False) -> dict[str, Dimension]:
-    """The built-in dimensions; trained: fine-tuning defaults for a model that arrives trained."""
+def train_precisions(device: str) -> tuple[str, ...]:
+    """The training precisions a device can run: fp16 needs CUDA's gradient scaler, so GPUs only."""
+    return TRAIN_PRECISIONS if device == "cuda" else tuple(p for p in TRAIN_PRECISIONS if p != "fp16")
+
+
+def default_dimensions(max_world_size: int, trained: bool = False, device: str = "cpu") -> dict[str, Dimension]:
+    """The built-in dimensions; trained: fine-tuning defaults for a model that arrives trained (and
+    distillation from it); device: "cpu" or "cuda", whose training precisions are searched."""
     dims = [
         Dimension("batch_size", 64, choices=(16, 32, 64, 128)),
         FINETUNE_LR if trained else Dimension("lr", 3e-3, low=3e-4, high=3e-2, log=True),
@@ -113,6 +130,9 @@ def default_dimensions(max_world_size: int, trained: bool = False) -> dict[str, 
         FINETUNE_WARMUP if trained else Dimension("warmup_frac", 0.05, low=0.05, high=0.05),
         Dimension("prune_importance", "l2", choices=("l2",)),
         Dimension("prune_when", "start", choices=("start",)),
+        Dimension("train_precision", "fp32", choices=train_precisions(device)),
+        Dimension("distill", 0.0, choices=DISTILL_WEIGHTS if trained else (0.0,)),
+        Dimension("distill_temperature", 4.0, low=4.0, high=4.0),
     ]
     return {d.name: d for d in dims}
 
@@ -183,8 +203,8 @@ class SearchSpace:
         return out
 
 
-def default_space(max_world_size: int = 1, trained: bool = False) -> SearchSpace:
-    return SearchSpace(default_dimensions(max_world_size, trained))
+def default_space(max_world_size: int = 1, trained: bool = False, device: str = "cpu") -> SearchSpace:
+    return SearchSpace(default_dimensions(max_world_size, trained, device))
 
 
 # -- TOML overrides -------------------------------------------------------------------------------

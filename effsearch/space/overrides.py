@@ -12,6 +12,7 @@ from typing import Any
 
 from effsearch.errors import SpaceError
 from effsearch.space.dimensions import EXTRA_PRECISIONS, IMPORTANCES, OPTIMIZERS, PRECISIONS, PRUNE_WHEN, SCHEDULES
+from effsearch.space.dimensions import TRAIN_PRECISIONS, train_precisions
 from effsearch.space.dimensions import Dimension, SearchSpace, default_dimensions
 
 __all__ = ["load_space"]
@@ -73,6 +74,9 @@ _RULES = {
     "warmup_frac": _Rule(float, minimum=0.0, below=1.0, example=0.05),
     "prune_importance": _names(IMPORTANCES),
     "prune_when": _names(PRUNE_WHEN),
+    "train_precision": _names(TRAIN_PRECISIONS),
+    "distill": _Rule(float, minimum=0.0, below=1.0, example=0.5),
+    "distill_temperature": _Rule(float, minimum=0.0, positive=True, example=4.0),
 }
 _INT_STEP = _Rule(int, minimum=1, example=1)
 _FLOAT_STEP = _Rule(float, minimum=0.0, positive=True, example=0.05)
@@ -264,15 +268,35 @@ def _check_default(d: Dimension, at: _Where, given: bool) -> None:
             )
 
 
-def load_space(path: str | Path | None, max_world_size: int = 1, trained: bool = False) -> SearchSpace:
+def _check_levers(dims: dict[str, Dimension], path: Path, trained: bool, device: str) -> None:
+    """Refuse training levers the model or the machine cannot use."""
+    d = dims["distill"]
+    weights = d.choices if d.choices is not None else (d.low, d.high)
+    if not trained and any(w != 0.0 for w in weights):
+        raise SpaceError(
+            f"{path}: [distill] needs a teacher: distillation works on a model that arrives trained "
+            "(register(trained=True)); drop [distill] from the space file"
+        )
+    allowed = train_precisions(device)
+    t = dims["train_precision"]
+    extra = [c for c in (t.choices or ()) if c not in allowed]
+    if extra:
+        raise SpaceError(
+            f"{path}: [train_precision] {_shown(extra[0])} cannot train on this machine ({device}: fp16 needs a GPU); "
+            f"choose from {_shown(list(allowed))}"
+        )
+
+
+def load_space(path: str | Path | None, max_world_size: int = 1, trained: bool = False, device: str = "cpu") -> SearchSpace:
     """The default space, with the TOML file's tables overriding single dimensions.
 
     A table per dimension: `[lr] low = 1e-4  high = 1e-2  log = true`, `[precision] choices = ["fp32", "int8_static"]`,
     or a bare `prune_ratio = 0.0` to fix one. Anything invalid raises a one-line SpaceError naming the file,
     the dimension, the value and the fix, before any study exists. trained: start from the fine-tuning
-    defaults of a model that arrives trained.
+    defaults of a model that arrives trained; device: the machine's ("cpu" or "cuda"), whose training
+    precisions are the choices (fp16 training on a GPU only).
     """
-    dims = default_dimensions(max_world_size, trained)
+    dims = default_dimensions(max_world_size, trained, device)
     if path is None:
         return SearchSpace(dims)
     path = Path(path)
@@ -290,4 +314,5 @@ def load_space(path: str | Path | None, max_world_size: int = 1, trained: bool =
         if name not in dims:
             raise SpaceError(f"{path}: unknown dimension {name!r}; known: {', '.join(dims)}")
         dims[name] = _override(dims[name], spec, path)
+    _check_levers(dims, path, trained, device)
     return SearchSpace(dims)

@@ -54,6 +54,10 @@ def config_of(params: dict[str, Any], *, epochs: int, seed: int) -> TrainConfig:
         warmup_frac=float(params["warmup_frac"]),
         prune_importance=str(params["prune_importance"]),
         prune_when=str(params["prune_when"]),
+        # Studies begun before the training levers existed trained in fp32 without a teacher.
+        train_precision=str(params.get("train_precision", "fp32")),
+        distill=float(params.get("distill", 0.0)),
+        distill_temperature=float(params.get("distill_temperature", 4.0)),
     )
 
 

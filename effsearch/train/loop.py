@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from effsearch.compress.prune import PruneReport, prune
 from effsearch.errors import TrialError
 from effsearch.space import TrainConfig
+from effsearch.train.levers import Mixed, Teacher
 from effsearch.train.schedules import build_scheduler
 from effsearch.fingerprint import DataFingerprint
 from effsearch.userfile import UserFile, default_loss
@@ -64,6 +65,7 @@ class RankResult:
     train_s: float
     steps: int
     final_loss: float
+    skipped_steps: int = 0  # optimizer steps fp16's gradient scaler skipped (train/levers.Mixed)
     energy_j: float | None = None
     setup_s: float = 0.0
     build_s: float = 0.0
@@ -91,6 +93,8 @@ class _Rank:
     rank: int
     world_size: int
     device: torch.device
+    mixed: Mixed
+    teacher: Teacher | None = None
 
 
 def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: _Rank) -> tuple[int, float]:
@@ -106,24 +110,30 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     sched = build_scheduler(opt, cfg.lr_schedule, epochs * len(loader), cfg.warmup_frac, cfg.lr)
     steps, last = 0, float("nan")
     ddp.train()
+    mixed, teacher = ctx.mixed, ctx.teacher
     for epoch in range(epochs):
         sampler.set_epoch(first_epoch + epoch)
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
-            loss = ctx.loss_fn(ddp(x), y)
-            loss.backward()
-            seen = loss.detach().clone()
+            with mixed.autocast():
+                out = ddp(x)
+                loss = ctx.loss_fn(out, y)
+            if teacher is not None:
+                loss = teacher.loss(loss, out, x, y, mixed)
+            seen = loss.detach().float().clone()
             if world_size > 1:
                 # Every rank sees the same mean loss, so all stop together on a non-finite one.
                 dist.all_reduce(seen)
                 seen /= world_size
             last = float(seen)
             if not math.isfinite(last):
-                raise TrialError(f"non-finite loss ({last}) at epoch {first_epoch + epoch + 1}, step {steps + 1}; lower lr or set clip_norm")
-            if cfg.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.clip_norm)
-            opt.step()
+                where = "" if mixed.precision == "fp32" else f" (training in {mixed.precision})"
+                raise TrialError(
+                    f"non-finite loss ({last}) at epoch {first_epoch + epoch + 1}, step {steps + 1}{where}; lower lr or set clip_norm"
+                )
+            mixed.backward(loss)
+            mixed.step(opt, ddp.parameters(), cfg.clip_norm)
             sched.step()
             steps += 1
     return steps, last
@@ -202,7 +212,9 @@ def train_rank(
     device = torch.device("cuda", rank) if spec.device == "cuda" else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    ctx = _Rank(cfg=cfg, train_set=train_set, loss_fn=reg.loss or default_loss, rank=rank, world_size=world_size, device=device)
+    mixed = Mixed.for_run(cfg.train_precision, device)
+    if cfg.distill > 0 and not reg.trained:
+        raise TrialError(f"distill = {cfg.distill} needs a model that arrives trained (register(trained=True)) to teach; set distill = 0")
     dist.init_process_group(
         "nccl" if device.type == "cuda" else "gloo",
         store=store,
@@ -215,6 +227,10 @@ def train_rank(
         t0 = time.perf_counter()
         setup_s = t0 - t_setup
         model = reg.model()
+        # The teacher: the model as given, before any pruning or training here.
+        teacher = Teacher.of(model, cfg.distill, cfg.distill_temperature, device) if cfg.distill > 0 else None
+        ctx = _Rank(cfg=cfg, train_set=train_set, loss_fn=reg.loss or default_loss, rank=rank, world_size=world_size,
+                    device=device, mixed=mixed, teacher=teacher)
         example = first_batch(train_set, 2)
         dense, after = _epochs_around_pruning(cfg)
         steps = 0
@@ -230,11 +246,12 @@ def train_rank(
         with window:
             more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx)
         steps += more
+        mixed.check(steps)
     finally:
         dist.destroy_process_group()
     result = RankResult(
-        rank=rank, train_s=window.seconds, steps=steps, final_loss=last, energy_j=window.joules,
-        setup_s=setup_s, build_s=build_s, prune=pruned,
+        rank=rank, train_s=window.seconds, steps=steps, final_loss=last, skipped_steps=mixed.skipped,
+        energy_j=window.joules, setup_s=setup_s, build_s=build_s, prune=pruned,
     )
     if rank != 0 or spec.finish is None:
         return result
