@@ -7,7 +7,7 @@ from effsearch.errors import StudyError
 __all__ = ["MINIMIZE", "MAXIMIZE", "default_objectives", "parse_objectives", "direction_of"]
 
 MINIMIZE = ("latency_ms", "latency_p90_ms", "flops", "param_count", "size_bytes", "energy_j", "infer_energy_mj", "train_s")
-MAXIMIZE = ("flops_per_j",)
+MAXIMIZE = ("flops_per_j", "throughput_sps")
 
 
 def default_objectives(metric_key: str) -> tuple[str, ...]:

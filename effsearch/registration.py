@@ -25,6 +25,7 @@ class Registration:
     metric_direction: str = "maximize"
     epochs: int = 3
     trained: bool = False  # the model factory returns a trained model: run 1 measures it as given
+    loader: dict[str, Any] | None = None  # training DataLoader options over the defaults (train/loaders.py)
 
     @property
     def metric_key(self) -> str:
@@ -44,12 +45,15 @@ def register(
     metric_direction: str = "maximize",
     epochs: int = 3,
     trained: bool = False,
+    loader: dict[str, Any] | None = None,
 ) -> Registration:
     """Register a model factory and a data factory for `effsearch tune`.
 
     model: () -> torch.nn.Module. data: () -> (train_dataset, validation_dataset).
     trained: the model arrives trained (e.g. loads a checkpoint): the study's first run is the reference,
     that model exactly as given, and later runs prune it and fine-tune it with fine-tuning defaults.
+    loader: options of the training DataLoader (num_workers, pin_memory, persistent_workers,
+    prefetch_factor) over the device's defaults.
     """
     if not callable(model):
         raise UserFileError(f"register(model=...) must be a callable returning a torch.nn.Module, got {type(model).__name__}")
@@ -65,7 +69,11 @@ def register(
         raise UserFileError(f"register(metric=...) must be a callable (outputs, targets) -> float, got {type(metric).__name__}")
     if not isinstance(trained, bool):
         raise UserFileError(f"register(trained={trained!r}) must be True or False")
-    reg = Registration(model, data, name, loss, metric, metric_direction, epochs, trained)
+    if loader is not None:
+        from effsearch.train.loaders import check_loader
+
+        loader = check_loader(loader)
+    reg = Registration(model, data, name, loss, metric, metric_direction, epochs, trained, loader)
     _pending.append(reg)
     return reg
 

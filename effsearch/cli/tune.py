@@ -28,6 +28,7 @@ def tune(
     energy_meter: Annotated[str | None, typer.Option("--energy-meter", help="Force an energy meter (see `effsearch plugins`).")] = None,
     trial_timeout: Annotated[float | None, typer.Option("--trial-timeout", min=1, help="Fail a training run after this many seconds.")] = None,
     latency_threads: Annotated[int, typer.Option("--latency-threads", min=1, help="onnxruntime threads when timing.")] = 1,
+    latency_batch: Annotated[int, typer.Option("--latency-batch", min=1, help="Samples per timed call: latency_ms is one call at this batch, throughput_sps samples per second.")] = 1,
     max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Constraint: p50 latency at most this; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
     max_metric_drop: Annotated[float | None, typer.Option("--max-metric-drop", help="Constraint: metric at most this worse than the baseline (metric units).")] = None,
     max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Constraint: ONNX file at most this many MB; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
@@ -37,6 +38,7 @@ def tune(
 ) -> None:
     """Run (or resume) a study on FILE and print its Pareto front."""
     from effsearch.constraints import Constraints
+    from effsearch.errors import StudyError
     from effsearch.objectives import parse_objectives
     from effsearch.results.front import front_rows, knee, study_info
     from effsearch.report.table import front_table
@@ -55,6 +57,11 @@ def tune(
             log.warning("--max-world-size %d is above what this machine offers (%d %s); using %d", max_world_size, hw, "GPUs" if device == "cuda" else "usable cores", hw)
         cap = min(hw, max_world_size)
     search = load_space(space, cap, trained=uf.registration.trained, device=device).clamp_world_size(cap)
+    if latency_batch > info.n_val:
+        raise StudyError(
+            f"--latency-batch {latency_batch} exceeds the {info.n_val} samples of {uf.path.name}'s validation set, "
+            f"which the timed batch is taken from; pass --latency-batch {info.n_val} or less"
+        )
     keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
     url = resolve_url(storage)
     settings = TuneSettings(
@@ -70,6 +77,7 @@ def tune(
         trial_timeout_s=trial_timeout,
         energy_meter=energy_meter,
         latency_threads=latency_threads,
+        latency_batch=latency_batch,
         constraints=Constraints(max_latency_ms, max_metric_drop, max_size_mb),
         artifacts=artifacts.resolve() if artifacts else None,
         heartbeat_interval_s=heartbeat_interval,

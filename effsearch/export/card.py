@@ -118,7 +118,8 @@ def model_card(
             "latency": {
                 "runtime": "onnxruntime",
                 "target": meta.get("latency_target", "cpu"),
-                "statistic": "p50 (latency_ms) and p90 (latency_p90_ms) of single calls",
+                "statistic": "p50 (latency_ms) and p90 (latency_p90_ms) of single calls at the batch below; "
+                             "throughput_sps is that batch over latency_ms",
                 **latency,
                 "recorded_on_study": recorded,
             },

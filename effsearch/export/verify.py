@@ -52,11 +52,11 @@ def source_artifact(study: optuna.Study, row: FrontRow) -> Path:
 def _validation(uf: Any) -> Any:
     """The validation set, from data() called twice: a split that changes from call to call is refused
     (UserFileError naming the fix), as `tune` refuses it, rather than verified on samples trained on."""
-    from effsearch.measure.metric import stack_dataset
+    from effsearch.measure.metric import Streamed
     from effsearch.userfile import load_data
 
     _, val = load_data(uf)
-    return stack_dataset(val)
+    return Streamed(val)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from effsearch.measure.energy import energy_source, meter_reads
 from effsearch.measure.latency import measure_latency
-from effsearch.measure.metric import ArrayData, ort_metric, stack_dataset
+from effsearch.measure.metric import Streamed, ort_metric, stack_dataset
 from effsearch.fingerprint import DataFingerprint, data_fingerprint
 from effsearch.userfile import UserFile, default_metric
 
@@ -102,16 +102,20 @@ class Measurer:
         repeats: int = 300,
         calibration_samples: int = 256,
         infer_window_s: float = INFER_WINDOW_S,
+        latency_batch: int = 1,
     ) -> None:
         self.metric_key = uf.metric_key
         self.metric = uf.registration.metric or default_metric
         train, val = datasets
         # The datasets the metric is measured on: every rank must train on the same split (RunSpec.data).
         self.data: DataFingerprint = data_fingerprint(datasets)
-        self.val: ArrayData = stack_dataset(val)
-        calib = stack_dataset(train, limit=calibration_samples).inputs
+        # Streamed: the metric reads the validation set batch by batch, whatever its size.
+        self.val = Streamed(val)
+        calib = stack_dataset(train, limit=calibration_samples).inputs  # a fixed sample: the first ones
         self.calibration = [calib[i : i + 32] for i in range(0, len(calib), 32)]
-        self.sample: np.ndarray = self.val.inputs[:1]
+        # The batch each timed call takes (--latency-batch): the validation set's first samples.
+        self.sample: np.ndarray = self.val.head(latency_batch)
+        self.latency_batch = len(self.sample)
         self.meter_cls = meter_cls
         self.providers = providers
         self.threads = latency_threads
@@ -141,12 +145,13 @@ class Measurer:
             self.metric_key: metric,
             "latency_ms": latency.p50_ms,
             "latency_p90_ms": latency.p90_ms,
+            "throughput_sps": self.latency_batch / (latency.p50_ms / 1e3),
             "size_bytes": path.stat().st_size,
             "infer_energy_mj": None,
             "infer_energy_source": self.infer_energy_source,
         }
         if joules is not None:
-            infer_j = joules / latency.energy_calls
+            infer_j = joules / (latency.energy_calls * self.latency_batch)  # per sample
             out["infer_energy_mj"] = infer_j * 1e3
             if infer_j > 0:
                 out["flops_per_j"] = flops / infer_j

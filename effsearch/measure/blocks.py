@@ -174,7 +174,7 @@ def measure_energy(paths: dict[Any, Path], sample: np.ndarray, meter_cls: Any, *
         shift = r % len(keys)
         for key in keys[shift:] + keys[:shift]:
             joules, calls, _ = energy_window(sessions[key], feed, meter_cls(), window_s)
-            readings[key].append(joules / calls * 1e3)
+            readings[key].append(joules / (calls * len(sample)) * 1e3)  # per sample
     return {
         k: Metered(float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75)), len(v))
         for k, v in readings.items()

@@ -212,7 +212,7 @@ def _facts(r: Report) -> list[tuple[str, str]]:
         ("energy", "estimate (no meter measured it)" if info.energy_source == "estimate" else f"measured ({info.energy_source})"),
         ("user file", info.meta.get("user_file", "-")), ("created", info.meta.get("created", "-")),
         ("host", f"{env.get('host', '-')}, {env.get('cpu', '-')}, {env.get('cores_usable', '-')} usable cores"),
-        ("latency", f"onnxruntime p50 at batch 1, {env.get('latency_threads', '-')} thread(s)"),
+        ("latency", f"onnxruntime p50 at batch {info.meta.get('latency', {}).get('batch', 1)}, {env.get('latency_threads', '-')} thread(s)"),
     ]
 
 

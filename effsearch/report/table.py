@@ -46,8 +46,17 @@ def _vs_dense(r: FrontRow) -> str:
     return "-" if v is None else f"{float(v):.2f}" + (" !" if r.speedup_flag else "")
 
 
+def _figure(v: Any) -> str:
+    """A figure of any size: SI prefixes from a thousand up, four significant digits below."""
+    return _si(v, "") if v is not None and abs(float(v)) >= 1e3 else ("-" if v is None else f"{float(v):.4g}")
+
+
 def fmt_metric(v: Any) -> str:
     return "-" if v is None else f"{float(v):.4f}"
+
+
+# The objectives front_table's fixed columns show.
+_SHOWN = ("latency_ms", "flops", "param_count", "size_bytes", "energy_j")
 
 
 def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = None) -> Table:
@@ -65,6 +74,10 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
         ("latency ms", "right"), ("× dense", "right"), ("untrained ×", "right"), ("FLOPs", "right"), ("params", "right"), ("size", "right"), (energy, "right"),
     ):
         table.add_column(col, justify=justify)
+    # Objectives the fixed columns do not show (throughput_sps, infer_energy_mj, train_s, ...): one column each.
+    extra = [o for o in info.objectives if o not in _SHOWN and o != info.metric_key]
+    for key in extra:
+        table.add_column(key, justify="right")
     for r in rows:
         p, m = r.params, r.metrics
         mark = " (baseline)" if r.baseline else (" (knee)" if r.trial == knee_trial else "")
@@ -75,6 +88,7 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
             f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),
             fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _vs_dense(r), _ratio(r.untrained), at_least(m, "flops") + _si(m.get("flops"), "FLOP"),
             _si(m.get("param_count"), ""), _si(m.get("size_bytes"), "B"), f"{float(m.get('energy_j', 0)):.2f}",
+            *(_figure(m.get(k)) for k in extra),
         )
     return table
 

@@ -31,6 +31,7 @@ UNITS = {
     "infer_energy_mj": "mJ",
     "flops_per_j": "FLOP/J",
     "train_s": "s",
+    "throughput_sps": "samples/s",
 }
 
 __all__ = [

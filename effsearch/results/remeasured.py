@@ -38,6 +38,9 @@ def with_remeasured(row: Any, entry: dict[str, Any] | None) -> Any:
         "latency_ratio_interval": [timed["ratio_lo"], timed["ratio_hi"]],
         "remeasured_on": entry["host"],
     }
+    if row.metrics.get("throughput_sps") and row.metrics.get("latency_ms"):
+        # Samples per second at the study's batch: the batch over the median call, re-measured with it.
+        metrics["throughput_sps"] = float(row.metrics["throughput_sps"]) * float(row.metrics["latency_ms"]) / timed["p50_ms"]
     if "energy_mj" in timed:  # read again with a hardware meter, in repeated windows
         metrics["infer_energy_first_mj"] = row.metrics.get("infer_energy_mj")
         metrics["infer_energy_mj"] = timed["energy_mj"]
@@ -64,7 +67,7 @@ def pareto(rows: list[Any], objectives: tuple[str, ...], directions: tuple[str, 
 
 
 def _close(key: str, a: dict[str, Any], b: dict[str, Any], estimate: bool) -> bool:
-    if key in ("latency_ms", "latency_p90_ms"):
+    if key in ("latency_ms", "latency_p90_ms", "throughput_sps"):  # throughput: the batch over the latency
         (alo, ahi), (blo, bhi) = a.get("latency_interval_ms") or (a[key], a[key]), b.get("latency_interval_ms") or (b[key], b[key])
         return alo <= bhi and blo <= ahi
     if key == "infer_energy_mj" and a.get("infer_energy_interval_mj") and b.get("infer_energy_interval_mj"):

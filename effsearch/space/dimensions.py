@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
+
+from effsearch.train.loaders import LoaderOptions
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 
@@ -102,6 +104,7 @@ class TrainConfig:
     train_precision: str = "fp32"
     distill: float = 0.0
     distill_temperature: float = 4.0
+    loader: LoaderOptions = field(default_factory=LoaderOptions)  # chosen per run (train/loaders.py)
 
 
 # Fine-tuning a model that arrives trained: a learning rate ten times lower and a short warm-up, so that

@@ -93,7 +93,7 @@ def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> di
         "energy_meter": tools.meter_cls.name,
         "energy_basis": tools.meter_cls.describe(),
         "latency_target": tools.target.name,
-        "latency": {"threads": s.latency_threads, "batch": 1, "warmup": 50, "repeats": s.latency_repeats},
+        "latency": {"threads": s.latency_threads, "batch": s.latency_batch, "warmup": 50, "repeats": s.latency_repeats},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(s.latency_threads),
     }
@@ -153,6 +153,12 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
                 f"study {s.study_name!r} in {redact(s.storage_url)} was not made by effsearch; choose another --study"
             )
         _check_directions(study, s)
+        batch = int(recorded.get("latency", {}).get("batch") or 1)
+        if batch != s.latency_batch:
+            raise StudyError(
+                f"study {s.study_name!r} times latency at batch {batch}, not --latency-batch {s.latency_batch}; "
+                f"pass --latency-batch {batch} to resume it, or choose another --study"
+            )
         if recorded.get("user_file_sha256") != uf.sha256:
             log.warning("%s changed since the study was created; trials before and after may differ", uf.path.name)
     if s.constraints:

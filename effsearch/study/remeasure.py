@@ -55,6 +55,7 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
 
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     lat = [i for i, n in enumerate(names) if n in ("latency_ms", "latency_p90_ms")]
+    thr = [i for i, n in enumerate(names) if n == "throughput_sps"]
     values = {t.number: sign * np.array(t.values, dtype=float) for t in done}
     feasible = [t for t in done if meets(t, 1.0)]
     front = {t.number for t in feasible if not any(_dominates(values[o.number], values[t.number]) for o in feasible if o is not t)}
@@ -64,6 +65,7 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
             continue
         hopeful = values[t.number].copy()
         hopeful[lat] /= NEAR
+        hopeful[thr] *= NEAR  # negated: a throughput NEAR times higher
         if not any(_dominates(values[m], hopeful) for m in front):
             near.append(t)
     chosen = [t for t in done if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
@@ -77,7 +79,8 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
 
 def _sample(study: optuna.Study) -> np.ndarray:
     meta = record.read_meta(study)
-    shape = [1, *[int(d) for d in meta.get("input_shape") or []]]  # one sample; the study records its shape
+    batch = int(meta.get("latency", {}).get("batch") or 1)
+    shape = [batch, *[int(d) for d in meta.get("input_shape") or []]]  # the study's latency batch, of its shape
     return np.zeros(shape, dtype=np.dtype(meta.get("input_dtype") or "float32"))
 
 

@@ -30,6 +30,7 @@ class TuneSettings:
     collective_timeout_s: float = 60.0
     energy_meter: str | None = None
     latency_threads: int = 1
+    latency_batch: int = 1  # samples per timed call (--latency-batch)
     latency_repeats: int = 300
     artifacts: Path | None = None
     constraints: Constraints = Constraints()

@@ -7,7 +7,7 @@ import json
 import logging
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import optuna
@@ -26,6 +26,7 @@ from effsearch.study.recording import Recorder, Shared
 from effsearch.study.remeasure import remeasure
 from effsearch.study.screening import MAX_SCREENED_IN_ROW, Screen, describe_config
 from effsearch.study.settings import TuneSettings, TuneSummary
+from effsearch.train.loaders import loader_options
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
 from effsearch.userfile import UserFile
 
@@ -105,7 +106,8 @@ class Tuner:
         """Train runs until the study's total (or the timeout) is reached, or until(study) holds."""
         s = self.s
         measurer = Measurer(
-            self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats
+            self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats,
+            latency_batch=s.latency_batch,
         )
         screen = Screen(study=self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
@@ -193,6 +195,9 @@ class Tuner:
         record.write(trial, lead=True, worker=this_process())
         run = runs_counted(self.study)  # this run included: runs count from 1
         config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
+        # The training loader's options for this device and world size, recorded with the configuration.
+        loader = loader_options(self.uf.registration.loader, device=self.device, world_size=config.world_size, cores=available_cores())
+        config = replace(config, loader=loader)
         shared = record.TrialRecord(run=run, run_trial=trial.number, config=asdict(config), reference=record.current(trial).reference)
         record.write(trial, **shared.user_attrs())
         precisions = self.give_up.precisions(self.s.space, params["precision"])

@@ -102,7 +102,7 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     cfg, device, world_size = ctx.cfg, ctx.device, ctx.world_size
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(ctx.train_set, num_replicas=world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(ctx.train_set, batch_size=per_rank_batch(cfg.batch_size, world_size), sampler=sampler)
+    loader = DataLoader(ctx.train_set, batch_size=per_rank_batch(cfg.batch_size, world_size), sampler=sampler, **cfg.loader.kwargs())
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(ddp.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True)
     else:

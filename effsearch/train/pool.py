@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+from multiprocessing import util as mp_util
 import os
 import signal
 import time
@@ -46,6 +47,13 @@ def hardware_world_sizes() -> tuple[str, int]:
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return "cuda", torch.cuda.device_count()
     return "cpu", available_cores()
+
+
+def _kill_at_exit(workers: dict[int, Any]) -> None:
+    for w in list(workers.values()):
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join(timeout=5)
 
 
 @dataclass
@@ -103,6 +111,9 @@ class WorkerPool:
             "127.0.0.1", 0, None, True, timeout=timedelta(seconds=collective_timeout_s), wait_for_workers=False
         )
         self._workers: dict[int, _Worker] = {}
+        # Ranks are not daemonic: multiprocessing would wait for them at the driver's exit. This finalizer
+        # runs before that wait (exitpriority >= 0 comes first) and kills any rank still alive.
+        mp_util.Finalize(self, _kill_at_exit, args=(self._workers,), exitpriority=10)
         self._busy: set[int] = set()
         self.starts = 0
         self.start_seconds: list[float] = []
@@ -118,7 +129,9 @@ class WorkerPool:
             target=worker_main,
             args=(slot, child, self._user_file, os.getpid(), self._store.port, self._timeout),
             name=f"effsearch-rank-{slot}",
-            daemon=True,
+            # Not daemonic, so that a rank can start DataLoader worker processes; it still dies with the
+            # driver (worker._die_with_parent) and the pool kills it at exit (_kill_at_exit).
+            daemon=False,
         )
         spawned = time.monotonic()
         with _without_main():

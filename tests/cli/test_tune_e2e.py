@@ -18,6 +18,7 @@ import pytest
 from optuna.trial import TrialState
 
 from effsearch.plugins import choose_energy_meter
+from effsearch.record import read_meta
 from effsearch.space import CORE_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,3 +255,25 @@ def test_objectives_make_the_study_and_other_objectives_cannot_resume_it(run_cli
     assert len(errors) == 1 and "size_bytes" in errors[0] and "latency_ms" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert len(_load(tmp_path, "two-objectives").get_trials(deepcopy=False)) == n
+
+
+def test_latency_at_a_batch_gives_throughput_and_the_study_keeps_its_batch(run_cli, write_user_file, tmp_path) -> None:
+    path = write_user_file(tiny_source("batched"))
+    proc = run_cli("tune", str(path), "--trials", "1", "--latency-batch", "16", "--objectives", "accuracy,throughput_sps")
+    assert proc.returncode == 0, proc.stderr
+    study = _load(tmp_path, "batched")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"], "throughput is maximized"
+    assert read_meta(study)["latency"]["batch"] == 16
+    rows = json.loads(run_cli("pareto", "--json").stdout)
+    for row in rows:
+        m = row["metrics"]
+        # One call at batch 16 takes latency_ms (re-measured with the front): throughput is 16 over it.
+        assert m["throughput_sps"] == pytest.approx(16 / (m["latency_ms"] / 1e3), rel=1e-6)
+
+    proc = run_cli("tune", str(path), "--trials", "2", "--objectives", "accuracy,throughput_sps")
+    assert proc.returncode == 2
+    errors = _error_lines(proc.stderr)
+    assert len(errors) == 1 and "batch 16" in errors[0] and "--latency-batch 16" in errors[0], proc.stderr
+
+    proc = run_cli("tune", str(path), "--study", "other", "--latency-batch", "1000")
+    assert proc.returncode == 2 and "--latency-batch 1000 exceeds the 360 samples" in proc.stderr, proc.stderr

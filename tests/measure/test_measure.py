@@ -14,7 +14,7 @@ import effsearch.onnx_export
 from effsearch.errors import TrialError
 from effsearch.measure.flops import count_flops
 from effsearch.measure.latency import measure_latency
-from effsearch.measure.metric import ort_metric, stack_dataset
+from effsearch.measure.metric import BATCH, Streamed, ort_metric, stack_dataset
 from effsearch.onnx_export import export_onnx
 from effsearch.userfile import default_metric
 
@@ -115,6 +115,27 @@ def test_metric_on_onnxruntime_equals_the_metric_on_torch(exported):
         on_ort = ort_metric(path, data, metric)
         on_torch = metric(out, y)
         assert on_ort == pytest.approx(on_torch, abs=1e-6), metric.__name__
+
+
+def test_the_validation_set_is_streamed_one_batch_at_a_time(exported):
+    _, path = exported
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(600, 8, generator=g), torch.randint(0, 4, (600,), generator=g)
+
+    class Counted(TensorDataset):
+        read = 0
+
+        def __getitem__(self, i):
+            Counted.read += 1
+            return super().__getitem__(i)
+
+    streamed = Streamed(Counted(x, y))
+    batches = streamed.batches(BATCH)
+    first, _ = next(batches)
+    assert len(first) == BATCH and Counted.read == BATCH, "only the first batch was read"
+    assert sum(len(b) for b, _ in batches) == 600 - BATCH
+    assert ort_metric(path, streamed, default_metric) == ort_metric(path, stack_dataset(TensorDataset(x, y)), default_metric)
+    assert streamed.head(3).shape == (3, 8)
 
 
 def test_stack_dataset_limit_and_integer_inputs():
