@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -9,40 +10,61 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 
+from effsearch import inputs
 from effsearch.attention import lean_copy, plain_attention
 from effsearch.errors import TrialError
+from effsearch.inputs import INPUT_NAME
 from effsearch.runtime import ort_session
 
 __all__ = ["ExportReport", "export_onnx", "INPUT_NAME", "OUTPUT_NAME", "OPSET"]
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 OPSET = 17
 
 
 @dataclass(frozen=True)
 class ExportReport:
-    """The exported file, its worst torch/onnxruntime difference, and the input it takes (dtype as in the graph)."""
+    """The exported file, its worst torch/onnxruntime difference, and the inputs it takes.
+
+    input_dtype, input_shape: the first input's (dtype as in the graph; "batch" and, where kept dynamic,
+    "sequence" for its axes); inputs: every input by name, {"dtype", "shape"}.
+    """
 
     path: Path
     parity_max_abs: float
     input_dtype: str
     input_shape: tuple[int | str, ...]
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _graph_input_dtype(path: Path) -> str:
+def _graph_inputs(path: Path) -> dict[str, str]:
+    """The graph's inputs, name -> numpy dtype."""
     model = onnx.load(str(path), load_external_data=False)
-    elem = model.graph.input[0].type.tensor_type.elem_type
-    return str(onnx.helper.tensor_dtype_to_np_dtype(elem))
+    return {i.name: str(onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in model.graph.input}
+
+
+def _ordered(module: torch.nn.Module, batch: Any) -> Any:
+    """A dict input in the order of forward's parameters: the exporter binds keywords to it that way."""
+    if not isinstance(batch, dict):
+        return batch
+    order = list(inspect.signature(module.forward).parameters)
+    return dict(sorted(batch.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+def _export_args(batch: Any) -> tuple[Any, ...]:
+    if isinstance(batch, dict):
+        return (batch,)  # a trailing dict: keyword arguments
+    return tuple(inputs.parts(batch))
 
 
 class _Captured:
@@ -74,28 +96,38 @@ def _captured_output() -> Iterator[_Captured]:
             os.close(fd)
 
 
-def export_onnx(module: torch.nn.Module, batch: torch.Tensor, path: Path, rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
-    """Export with a dynamic batch axis, check the graph, and compare onnxruntime with torch on `batch`.
+def _shorter(batch: Any, dynamic: list[str]) -> Any | None:
+    """The batch with its sequence axis one shorter (the parts export kept it dynamic for), or None."""
+    named = dict(zip(inputs.names(batch), inputs.parts(batch)))
+    if not dynamic or any(named[n].shape[1] < 2 for n in dynamic):
+        return None
+    new = [t[:, :-1] if n in dynamic else t for n, t in named.items()]
+    return inputs._rebuild(batch, new)
 
-    The TorchScript exporter (dynamo=False) is used: about 100x faster on small models here than the
-    dynamo exporter, and parity is checked on every export either way. nn.MultiheadAttention exports
-    as LeanMultiheadAttention, the rest of attention on its composite path (see plain_attention). The
-    input keeps the batch's dtype (int64 tokens stay int64).
-    """
-    module = module.cpu().eval()
-    batch = batch.cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
+
+def _parity(module: torch.nn.Module, batch: Any, path: Path, rtol: float, atol: float) -> tuple[bool, float]:
+    with torch.no_grad(), plain_attention():
+        expected = inputs.call(module, batch).numpy()
+    session = ort_session(path)
+    got = session.run(None, inputs.for_session(session, inputs.feed(batch)))[0]
+    diff = float(np.max(np.abs(got - expected))) if expected.size and got.shape == expected.shape else float("inf")
+    return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=rtol, atol=atol)), diff if expected.size else 0.0
+
+
+def _export(module: torch.nn.Module, batch: Any, path: Path, sequence: list[str]) -> None:
+    names = inputs.names(batch)
+    axes: dict[str, dict[int, str]] = {n: ({0: "batch", 1: "sequence"} if n in sequence else {0: "batch"}) for n in names}
     try:
         with warnings.catch_warnings(), torch.no_grad(), plain_attention(), _captured_output() as captured:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 lean_copy(module),
-                (batch,),
+                _export_args(batch),
                 str(path),
                 dynamo=False,
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                dynamic_axes={**axes, OUTPUT_NAME: {0: "batch"}},
                 opset_version=OPSET,
                 do_constant_folding=True,
             )
@@ -103,18 +135,52 @@ def export_onnx(module: torch.nn.Module, batch: torch.Tensor, path: Path, rtol: 
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise TrialError(f"ONNX export failed: {type(exc).__name__}: {first}", captured.read()) from exc
+
+
+def export_onnx(module: torch.nn.Module, batch: Any, path: Path, rtol: float = 1e-3, atol: float = 1e-4) -> ExportReport:
+    """Export with a dynamic batch axis, check the graph, and compare onnxruntime with torch on `batch`.
+
+    batch: a tensor, a tuple of tensors or a dict of tensors (inputs.py), named in the graph as
+    inputs.names says. Token inputs and their masks (integer or bool parts of two or more dimensions)
+    keep their sequence axis dynamic where the model allows it: the file must match torch on the batch
+    one token shorter too, else it is exported again with that axis fixed.
+    The TorchScript exporter (dynamo=False) is used: about 100x faster on small models here than the
+    dynamo exporter, and parity is checked on every export either way. nn.MultiheadAttention exports
+    as LeanMultiheadAttention, the rest of attention on its composite path (see plain_attention). The
+    inputs keep the batch's dtypes (int64 tokens stay int64).
+    """
+    module = module.cpu().eval()
+    batch = _ordered(module, inputs.to_device(batch, torch.device("cpu")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sequence = [n for n, t in zip(inputs.names(batch), inputs.parts(batch)) if inputs.is_sequence(t)]
+    _export(module, batch, path, sequence)
+    shorter = _shorter(batch, sequence)
+    if shorter is not None:
+        try:
+            ok = _parity(module, shorter, path, rtol, atol)[0]
+        except Exception:
+            ok = False
+        if not ok:
+            log.debug("%s: the sequence axis cannot vary; exporting it fixed", path.name)
+            sequence = []
+            _export(module, batch, path, sequence)
+    graph = _graph_inputs(path)
+    for name, t in zip(inputs.names(batch), inputs.parts(batch)):
+        wanted = str(t.numpy().dtype)
+        if name in graph and graph[name] != wanted:
+            raise TrialError(
+                f"ONNX export changed the dtype of input {name!r} from {wanted} to {graph[name]}; feed the model {graph[name]} or cast inside forward"
+            )
     # The reference is the user's module itself, with torch's own attention, so parity covers the lean copy too.
-    with torch.no_grad(), plain_attention():
-        expected = module(batch).numpy()
-    input_dtype = _graph_input_dtype(path)
-    wanted = str(batch.numpy().dtype)
-    if input_dtype != wanted:
-        raise TrialError(f"ONNX export changed the input dtype from {wanted} to {input_dtype}; feed the model {input_dtype} or cast inside forward")
-    got = ort_session(path).run(None, {INPUT_NAME: batch.numpy()})[0]
-    diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=rtol, atol=atol):
+    ok, diff = _parity(module, batch, path, rtol, atol)
+    if not ok:
         raise TrialError(
-            f"ONNX parity failed: onnxruntime and torch outputs differ by up to {diff:.3g} on a batch of {len(batch)}"
+            f"ONNX parity failed: onnxruntime and torch outputs differ by up to {diff:.3g} on a batch of {inputs.feed_len(inputs.feed(batch))}"
         )
-    shape: tuple[int | str, ...] = ("batch", *batch.shape[1:])
-    return ExportReport(path, diff, input_dtype, shape)
+    shapes = {
+        n: ("batch", *(("sequence" if (i == 1 and n in sequence) else d) for i, d in enumerate(t.shape) if i > 0))
+        for n, t in zip(inputs.names(batch), inputs.parts(batch))
+    }
+    described = {n: {"dtype": graph.get(n, str(t.numpy().dtype)), "shape": list(shapes[n])} for n, t in zip(inputs.names(batch), inputs.parts(batch))}
+    first = inputs.names(batch)[0]
+    return ExportReport(path, diff, described[first]["dtype"], tuple(shapes[first]), described)

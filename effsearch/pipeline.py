@@ -26,6 +26,7 @@ import torch
 from effsearch.compress.prune import count_params
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
+from effsearch.inputs import head
 from effsearch.measure.artifact import Measurer
 from effsearch.measure.flops import FlopsReport, count_flops
 from effsearch.onnx_export import ExportReport, export_onnx
@@ -55,7 +56,7 @@ def export_trained(module: torch.nn.Module, val_set: Any, artifact_dir: Path) ->
     t0 = time.perf_counter()
     batch = first_batch(val_set, 64)
     exported = export_onnx(module, batch, artifact_dir / "model.onnx")
-    flops = count_flops(module, batch[:1])
+    flops = count_flops(module, head(batch, 1))
     return Exported(exported, time.perf_counter() - t0, flops, count_params(module))
 
 

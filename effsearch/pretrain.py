@@ -20,6 +20,7 @@ import torch
 from effsearch.compress.prune import prune
 from effsearch.compress.quantize import make_precision
 from effsearch.errors import TrialError
+from effsearch.inputs import head
 from effsearch.measure.flops import count_flops
 from effsearch.measure.blocks import PROTOCOL as BLOCKS, measure_blocks
 from effsearch.onnx_export import export_onnx
@@ -67,7 +68,7 @@ def _export(uf: UserFile, datasets: tuple[Any, Any], ratio: float, importance: s
     module = model.cpu().eval()
     batch = first_batch(val_set, 64)
     exported = export_onnx(module, batch, out / "model.onnx")
-    flops = count_flops(module, batch[:1])
+    flops = count_flops(module, head(batch, 1))
     return exported.path, flops.flops, flops.param_count
 
 

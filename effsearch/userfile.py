@@ -6,7 +6,7 @@ import hashlib
 import importlib.util
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,8 @@ class Probe:
     output_shape: tuple[int, ...]
     n_train: int
     n_val: int
+    # Every part of the input by its exported name: {"shape": per-sample shape, "dtype"} (inputs.py).
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _module_name(path: Path) -> str:
@@ -186,13 +188,22 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
         raise UserFileError(
             f"{f}: the training dataset's items must be (input, target) pairs of tensors: {type(exc).__name__}: {exc}"
         ) from exc
+    from effsearch import inputs
+
+    bad = inputs.check_input(x)
+    if bad is not None:
+        raise UserFileError(
+            f"{f}: a sample's input must be a tensor, a tuple of tensors or a dict of tensors, got {bad}; "
+            "return (input, target) from the dataset"
+        )
     model.eval()
     try:
         with torch.no_grad():
-            out = model(x)
+            out = inputs.call(model, x)
     except Exception as exc:
+        shown = ", ".join(f"{n} {_shape(t)} ({t.dtype})" for n, t in zip(inputs.names(x), inputs.parts(x)))
         raise UserFileError(
-            f"{f}{user_line(uf.path, exc)}: the first batch does not fit the model: input {_shape(x)} ({x.dtype}) "
+            f"{f}{user_line(uf.path, exc)}: the first batch does not fit the model: input {shown} "
             f"raised {type(exc).__name__}: {exc}"
         ) from exc
     if not isinstance(out, torch.Tensor):
@@ -218,5 +229,9 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
         ) from exc
     # Last, so that a file with several problems hears first of the one its first batch shows.
     check_same_data(uf.path, fingerprint_of(uf, (train, val)), fingerprint_of(uf, _datasets(uf)), where="two calls")
-    info = Probe(tuple(x.shape[1:]), str(x.dtype).removeprefix("torch."), tuple(out.shape[1:]), len(train), len(val))
+    described = {
+        n: {"shape": list(t.shape[1:]), "dtype": str(t.dtype).removeprefix("torch.")} for n, t in zip(inputs.names(x), inputs.parts(x))
+    }
+    first = inputs.parts(x)[0]
+    info = Probe(tuple(first.shape[1:]), str(first.dtype).removeprefix("torch."), tuple(out.shape[1:]), len(train), len(val), described)
     return info, (train, val)

@@ -29,6 +29,7 @@ def tune(
     trial_timeout: Annotated[float | None, typer.Option("--trial-timeout", min=1, help="Fail a training run after this many seconds.")] = None,
     latency_threads: Annotated[int, typer.Option("--latency-threads", min=1, help="onnxruntime threads when timing.")] = 1,
     latency_batch: Annotated[int, typer.Option("--latency-batch", min=1, help="Samples per timed call: latency_ms is one call at this batch, throughput_sps samples per second.")] = 1,
+    latency_seq_len: Annotated[int | None, typer.Option("--latency-seq-len", min=1, help="Time token inputs at this sequence length (default: the length the validation set is padded to).")] = None,
     max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Constraint: p50 latency at most this; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
     max_metric_drop: Annotated[float | None, typer.Option("--max-metric-drop", help="Constraint: metric at most this worse than the baseline (metric units).")] = None,
     max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Constraint: ONNX file at most this many MB; configurations that cannot meet it, measured untrained, are screened out before training.")] = None,
@@ -39,6 +40,7 @@ def tune(
     """Run (or resume) a study on FILE and print its Pareto front."""
     from effsearch.constraints import Constraints
     from effsearch.errors import StudyError
+    from effsearch.inputs import padded_length
     from effsearch.objectives import parse_objectives
     from effsearch.results.front import front_rows, knee, study_info
     from effsearch.report.table import front_table
@@ -62,6 +64,15 @@ def tune(
             f"--latency-batch {latency_batch} exceeds the {info.n_val} samples of {uf.path.name}'s validation set, "
             f"which the timed batch is taken from; pass --latency-batch {info.n_val} or less"
         )
+    if latency_seq_len is not None:
+        padded = padded_length(info.inputs)
+        if padded is None:
+            raise StudyError(f"--latency-seq-len {latency_seq_len}: {uf.path.name}'s model takes no token input; drop the option")
+        if latency_seq_len > padded:
+            raise StudyError(
+                f"--latency-seq-len {latency_seq_len} exceeds the {padded} positions {uf.path.name}'s validation set is padded to; "
+                f"pass --latency-seq-len {padded} or less"
+            )
     keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
     url = resolve_url(storage)
     settings = TuneSettings(
@@ -78,6 +89,7 @@ def tune(
         energy_meter=energy_meter,
         latency_threads=latency_threads,
         latency_batch=latency_batch,
+        latency_seq_len=latency_seq_len,
         constraints=Constraints(max_latency_ms, max_metric_drop, max_size_mb),
         artifacts=artifacts.resolve() if artifacts else None,
         heartbeat_interval_s=heartbeat_interval,

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from effsearch.errors import TrialError
-from effsearch.onnx_export import INPUT_NAME
+from effsearch.inputs import Feed, as_feed
 
 __all__ = ["INT8_STATIC", "INT8_VARIANTS", "Int8Variant", "make_precision", "quantize_int8_static"]
 
@@ -32,8 +32,8 @@ logging.getLogger().addFilter(_DropPreprocessHint())
 class _Calibration:
     """onnxruntime CalibrationDataReader over a list of input batches."""
 
-    def __init__(self, batches: Sequence[np.ndarray]) -> None:
-        self._it = iter([{INPUT_NAME: b} for b in batches])
+    def __init__(self, batches: Sequence[np.ndarray | Feed]) -> None:
+        self._it = iter([as_feed(b) for b in batches])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)

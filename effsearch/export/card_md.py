@@ -22,8 +22,20 @@ def card_markdown(card: dict[str, Any]) -> str:
     m, meas, ver = card["metric"], card["measurement"], card["verification"]
     lat = meas["latency"]
     energy_note = " (estimate)" if meas["energy_source"] == "estimate" else f" ({meas['energy_source']})"
-    inp = card["inputs"][0] if card["inputs"] else {"name": "input", "dtype": "float32", "shape": ["batch"]}
-    sample_shape = ", ".join("1" if isinstance(d, str) or d is None else str(d) for d in inp["shape"])
+    given = card["inputs"] or [{"name": "input", "dtype": "float32", "shape": ["batch"]}]
+    length = lat.get("sequence_length") or 1
+
+    def zeros(t: dict[str, Any]) -> str:
+        # One sample: the batch axis 1, a dynamic sequence axis at the length latency was timed at.
+        dims = ["1" if d == "batch" or d is None else (str(length) if isinstance(d, str) else str(d)) for d in t["shape"]]
+        dtype = "bool_" if t["dtype"] == "bool" else t["dtype"]  # np.bool_ on every numpy
+        return f"np.zeros(({', '.join(dims)}{',' if len(dims) == 1 else ''}), dtype=np.{dtype})"
+
+    if len(given) == 1:
+        feed_lines = [f"x = {zeros(given[0])}  # one sample", f'(y,) = session.run(None, {{"{given[0]["name"]}": x}})']
+    else:
+        feed_lines = ["feed = {  # one sample: every input the model takes", *(f'    "{t["name"]}": {zeros(t)},' for t in given), "}",
+                      "(y,) = session.run(None, feed)"]
     lines = [
         f"# {card['model']}: trial {card['trial']} of study {card['study']}",
         "",
@@ -44,15 +56,15 @@ def card_markdown(card: dict[str, Any]) -> str:
             lines.append(f"| {kind[:-1]} | `{t['name']}` | {t['dtype']} | [{', '.join(str(d) for d in t['shape'])}] |")
     lines += [
         "",
-        "The first axis (`batch`) is dynamic: any batch size runs.",
+        "The first axis (`batch`) is dynamic: any batch size runs"
+        + ("; so is `sequence`, any length." if any("sequence" in t["shape"] for t in given) else "."),
         "",
         "```python",
         "import numpy as np",
         "import onnxruntime as ort",
         "",
         f'session = ort.InferenceSession("{card["model"]}", providers=["CPUExecutionProvider"])',
-        f"x = np.zeros(({sample_shape}), dtype=np.{inp['dtype']})  # one sample",
-        f'(y,) = session.run(None, {{"{inp["name"]}": x}})',
+        *feed_lines,
         "```",
         "",
         "## Metrics",

@@ -13,6 +13,7 @@ import numpy as np
 
 from effsearch.measure.energy import energy_source, meter_reads
 from effsearch.measure.latency import measure_latency
+from effsearch.inputs import Feed, at_length, feed_len, sequence_length
 from effsearch.measure.metric import Streamed, ort_metric, stack_dataset
 from effsearch.fingerprint import DataFingerprint, data_fingerprint
 from effsearch.userfile import UserFile, default_metric
@@ -103,6 +104,7 @@ class Measurer:
         calibration_samples: int = 256,
         infer_window_s: float = INFER_WINDOW_S,
         latency_batch: int = 1,
+        latency_seq_len: int | None = None,
     ) -> None:
         self.metric_key = uf.metric_key
         self.metric = uf.registration.metric or default_metric
@@ -111,11 +113,15 @@ class Measurer:
         self.data: DataFingerprint = data_fingerprint(datasets)
         # Streamed: the metric reads the validation set batch by batch, whatever its size.
         self.val = Streamed(val)
-        calib = stack_dataset(train, limit=calibration_samples).inputs  # a fixed sample: the first ones
-        self.calibration = [calib[i : i + 32] for i in range(0, len(calib), 32)]
+        # A fixed calibration sample: the first training samples, in batches of 32 (feeds of every input).
+        self.calibration = [x for x, _ in stack_dataset(train, limit=calibration_samples).batches(32)]
         # The batch each timed call takes (--latency-batch): the validation set's first samples.
-        self.sample: np.ndarray = self.val.head(latency_batch)
-        self.latency_batch = len(self.sample)
+        self.sample: np.ndarray | Feed = self.val.head(latency_batch)
+        self.latency_batch = feed_len(self.sample)
+        # Token inputs are timed at the length the validation set is padded to, or a stated shorter one.
+        if latency_seq_len is not None:
+            self.sample = at_length(self.sample, latency_seq_len)
+        self.sequence_length = sequence_length(self.sample)
         self.meter_cls = meter_cls
         self.providers = providers
         self.threads = latency_threads

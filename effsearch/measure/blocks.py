@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from effsearch.measure.latency import energy_window
-from effsearch.onnx_export import INPUT_NAME
+from effsearch.inputs import feed_len, for_session
 from effsearch.runtime import ort_session
 
 __all__ = ["ENERGY_PROTOCOL", "PROTOCOL", "Metered", "Timed", "measure_blocks", "measure_energy"]
@@ -101,12 +101,12 @@ def measure_blocks(
 ) -> dict[Any, Timed]:
     """Time every model in `paths` (`reference` among them) at batch 1, interleaved, until stable."""
     sessions = {key: ort_session(p, threads=threads, providers=providers) for key, p in paths.items()}
-    feed = {INPUT_NAME: sample}
+    feeds = {key: for_session(s, sample) for key, s in sessions.items()}
     chunk, per_call = {}, {}
     for key, session in sessions.items():
         t0 = time.perf_counter()
         for _ in range(protocol["warmup_calls"]):
-            session.run(None, feed)
+            session.run(None, feeds[key])
         per_call[key] = max((time.perf_counter() - t0) / protocol["warmup_calls"], 1e-7)
         chunk[key] = max(1, round(protocol.get("chunk_s", 0.0) / per_call[key]))
     # Rounds per block: every model's calls last about block_s, the slowest's at least min_calls.
@@ -126,7 +126,7 @@ def measure_blocks(
             t = {k: np.empty(rounds * chunk[k]) for k in keys}
             for r in range(rounds):
                 for key in order:
-                    session, n, times = sessions[key], chunk[key], t[key]
+                    session, n, times, feed = sessions[key], chunk[key], t[key], feeds[key]
                     for i in range(r * n, (r + 1) * n):
                         t0 = time.perf_counter_ns()
                         session.run(None, feed)
@@ -162,19 +162,19 @@ def measure_energy(paths: dict[Any, Path], sample: np.ndarray, meter_cls: Any, *
     session: ort_session's threads and providers, as for measure_blocks.
     """
     sessions = {key: ort_session(p, **session) for key, p in paths.items()}
-    feed = {INPUT_NAME: sample}
+    feeds = {key: for_session(s, sample) for key, s in sessions.items()}
     window_s = max(float(protocol["window_s"]), float(getattr(meter_cls, "min_window_s", 0.0) or 0.0))
     rounds = max(1, min(int(protocol["windows"]), int(protocol["max_s"] / (window_s * max(1, len(sessions))))))
     keys = list(sessions)
     readings: dict[Any, list[float]] = {k: [] for k in keys}
-    for session in sessions.values():
+    for key, session in sessions.items():
         for _ in range(PROTOCOL["warmup_calls"]):
-            session.run(None, feed)
+            session.run(None, feeds[key])
     for r in range(rounds):
         shift = r % len(keys)
         for key in keys[shift:] + keys[:shift]:
-            joules, calls, _ = energy_window(sessions[key], feed, meter_cls(), window_s)
-            readings[key].append(joules / (calls * len(sample)) * 1e3)  # per sample
+            joules, calls, _ = energy_window(sessions[key], feeds[key], meter_cls(), window_s)
+            readings[key].append(joules / (calls * feed_len(sample)) * 1e3)  # per sample
     return {
         k: Metered(float(np.median(v)), float(np.percentile(v, 25)), float(np.percentile(v, 75)), len(v))
         for k, v in readings.items()

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from effsearch import inputs
 from effsearch.attention import plain_attention
 
 __all__ = ["FlopsReport", "count_flops", "flops_complete", "EXTRA_OP_HANDLES", "ZERO_BY_CONVENTION"]
@@ -123,8 +124,20 @@ EXTRA_OP_HANDLES: dict[str, Any] = {
 }
 
 
-def count_flops(module: torch.nn.Module, sample: torch.Tensor) -> FlopsReport:
-    """Count on one sample (batch 1) with the module in eval mode.
+class _Keywords(torch.nn.Module):
+    """Takes a dict input's parts positionally (fvcore traces positional inputs) and passes them by name."""
+
+    def __init__(self, module: torch.nn.Module, keys: list[str]) -> None:
+        super().__init__()
+        self.module = module
+        self.keys = keys
+
+    def forward(self, *args: torch.Tensor) -> Any:
+        return self.module(**dict(zip(self.keys, args)))
+
+
+def count_flops(module: torch.nn.Module, sample: Any) -> FlopsReport:
+    """Count on one sample (batch 1) with the module in eval mode; sample: a tensor, tuple or dict (inputs.py).
 
     Attention runs on its composite path (plain_attention), as in the exported graph, so its matmuls are
     counted rather than hidden inside a fused kernel.
@@ -134,7 +147,9 @@ def count_flops(module: torch.nn.Module, sample: torch.Tensor) -> FlopsReport:
     module = module.cpu().eval()
     # fvcore logs a warning per skipped op; they are recorded on the trial instead.
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(module, (sample.cpu(),)).set_op_handle(**EXTRA_OP_HANDLES)
+    sample = inputs.to_device(sample, torch.device("cpu"))
+    traced = _Keywords(module, list(sample)) if isinstance(sample, dict) else module
+    analysis = FlopCountAnalysis(traced, tuple(inputs.parts(sample))).set_op_handle(**EXTRA_OP_HANDLES)
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     with torch.no_grad(), plain_attention():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from effsearch.onnx_export import INPUT_NAME
+from effsearch.inputs import for_session
 from effsearch.runtime import ort_session
 
 __all__ = ["LatencyReport", "energy_window", "measure_latency"]
@@ -58,7 +58,7 @@ def measure_latency(
     report.energy_calls for joules per call.
     """
     session = ort_session(path, threads=threads, providers=providers)
-    feed = {INPUT_NAME: sample}
+    feed = for_session(session, sample)
     for _ in range(warmup):
         session.run(None, feed)
     times = np.empty(repeats)

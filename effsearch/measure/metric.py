@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from effsearch.onnx_export import INPUT_NAME
+from effsearch.inputs import Feed, as_feed, feed, feed_len, for_session, names, parts
 from effsearch.runtime import ort_session
 
 __all__ = ["ArrayData", "Streamed", "stack_dataset", "ort_outputs", "ort_metric", "BATCH"]
@@ -26,17 +26,21 @@ BATCH = 256
 
 @dataclass(frozen=True)
 class ArrayData:
-    """A dataset as two stacked arrays (inputs, targets): for samples small enough to hold whole."""
+    """A dataset stacked whole (inputs, targets): for samples small enough to hold.
 
-    inputs: np.ndarray
+    inputs: an array for a single-tensor input, else a feed (name -> array, inputs.py).
+    """
+
+    inputs: np.ndarray | Feed
     targets: torch.Tensor
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return feed_len(self.inputs)
 
-    def batches(self, batch_size: int = BATCH) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def batches(self, batch_size: int = BATCH) -> Iterator[tuple[Feed, torch.Tensor]]:
+        every = as_feed(self.inputs)
         for i in range(0, len(self), batch_size):
-            yield self.inputs[i : i + batch_size], self.targets[i : i + batch_size]
+            yield {k: v[i : i + batch_size] for k, v in every.items()}, self.targets[i : i + batch_size]
 
 
 def _release_freed() -> None:
@@ -72,16 +76,16 @@ class Streamed:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def batches(self, batch_size: int = BATCH) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def batches(self, batch_size: int = BATCH) -> Iterator[tuple[Feed, torch.Tensor]]:
         from torch.utils.data import DataLoader
 
         for x, y in DataLoader(self.dataset, batch_size=batch_size, shuffle=False):
-            yield x.numpy(), y
+            yield feed(x), y
             del x
             _release_freed()
 
-    def head(self, n: int) -> np.ndarray:
-        """The first n inputs, as one batch (fewer where the set is smaller)."""
+    def head(self, n: int) -> np.ndarray | Feed:
+        """The first n inputs, as one batch (fewer where the set is smaller): an array, or a feed."""
         return stack_dataset(self.dataset, limit=n).inputs
 
 
@@ -94,14 +98,16 @@ def stack_dataset(dataset: Any, limit: int | None = None) -> ArrayData:
     for x, y in DataLoader(dataset, batch_size=256, shuffle=False):
         xs.append(x)
         ys.append(y)
-        n += len(x)
+        n += len(y)
         if limit is not None and n >= limit:
             break
-    inputs = torch.cat(xs)
     targets = torch.cat(ys)
+    stacked = [torch.cat(p) for p in zip(*(parts(x) for x in xs))]
     if limit is not None:
-        inputs, targets = inputs[:limit], targets[:limit]
-    return ArrayData(inputs.numpy(), targets)
+        stacked, targets = [t[:limit] for t in stacked], targets[:limit]
+    if isinstance(xs[0], torch.Tensor):
+        return ArrayData(stacked[0].numpy(), targets)
+    return ArrayData({n: t.numpy() for n, t in zip(names(xs[0]), stacked)}, targets)
 
 
 def ort_outputs(path: Path, data: ArrayData | Streamed, batch_size: int = BATCH, threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +115,7 @@ def ort_outputs(path: Path, data: ArrayData | Streamed, batch_size: int = BATCH,
     session = ort_session(path, threads=threads)
     outs, targets = [], []
     for x, y in data.batches(batch_size):
-        outs.append(session.run(None, {INPUT_NAME: x})[0])
+        outs.append(session.run(None, for_session(session, x))[0])
         targets.append(y)
     return torch.from_numpy(np.concatenate(outs)).float(), torch.cat(targets)
 

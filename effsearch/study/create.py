@@ -16,6 +16,7 @@ import optuna
 from effsearch import record
 from effsearch.errors import StudyError
 from effsearch.host import cpu_model
+from effsearch.inputs import padded_length
 from effsearch.measure.artifact import check_inference_objectives, inference_meter
 from effsearch.measure.energy import energy_source
 from effsearch.plugins import choose_energy_meter, choose_latency_target
@@ -88,12 +89,13 @@ def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> di
         "artifacts": str(s.artifact_dir.resolve()),
         "input_shape": list(probe.input_shape),
         "input_dtype": probe.input_dtype,
+        "inputs": probe.inputs,
         "energy_source": energy_source(tools.meter_cls),
         "infer_energy_source": _infer_source(tools),
         "energy_meter": tools.meter_cls.name,
         "energy_basis": tools.meter_cls.describe(),
         "latency_target": tools.target.name,
-        "latency": {"threads": s.latency_threads, "batch": s.latency_batch, "warmup": 50, "repeats": s.latency_repeats},
+        "latency": {"threads": s.latency_threads, "batch": s.latency_batch, "sequence_length": s.latency_seq_len or padded_length(probe.inputs), "warmup": 50, "repeats": s.latency_repeats},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(s.latency_threads),
     }
@@ -158,6 +160,12 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
             raise StudyError(
                 f"study {s.study_name!r} times latency at batch {batch}, not --latency-batch {s.latency_batch}; "
                 f"pass --latency-batch {batch} to resume it, or choose another --study"
+            )
+        stated = recorded.get("latency", {}).get("sequence_length")
+        if s.latency_seq_len is not None and stated is not None and s.latency_seq_len != stated:
+            raise StudyError(
+                f"study {s.study_name!r} times token inputs at sequence length {stated}, not --latency-seq-len {s.latency_seq_len}; "
+                f"pass --latency-seq-len {stated} (or leave it out) to resume it, or choose another --study"
             )
         if recorded.get("user_file_sha256") != uf.sha256:
             log.warning("%s changed since the study was created; trials before and after may differ", uf.path.name)

@@ -77,11 +77,25 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
     return chosen
 
 
-def _sample(study: optuna.Study) -> np.ndarray:
+def _sample(study: optuna.Study) -> np.ndarray | dict[str, np.ndarray]:
+    """A batch of the study's input at its latency batch: zeros for features, ones for tokens and masks."""
     meta = record.read_meta(study)
     batch = int(meta.get("latency", {}).get("batch") or 1)
-    shape = [batch, *[int(d) for d in meta.get("input_shape") or []]]  # the study's latency batch, of its shape
-    return np.zeros(shape, dtype=np.dtype(meta.get("input_dtype") or "float32"))
+    parts = meta.get("inputs") or {"input": {"shape": meta.get("input_shape") or [], "dtype": meta.get("input_dtype") or "float32"}}
+
+    length = meta.get("latency", {}).get("sequence_length")
+
+    def of(part: dict) -> np.ndarray:
+        dtype = np.dtype(part.get("dtype") or "float32")
+        shape = [int(d) for d in part.get("shape") or []]
+        if dtype.kind != "f" and shape and length:
+            shape[0] = int(length)  # tokens and masks at the length the study times
+        fill = np.zeros if dtype.kind == "f" else np.ones
+        return fill([batch, *shape], dtype=dtype)
+
+    if list(parts) == ["input"]:
+        return of(parts["input"])
+    return {name: of(part) for name, part in parts.items()}
 
 
 def remeasure(

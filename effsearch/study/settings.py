@@ -31,6 +31,7 @@ class TuneSettings:
     energy_meter: str | None = None
     latency_threads: int = 1
     latency_batch: int = 1  # samples per timed call (--latency-batch)
+    latency_seq_len: int | None = None  # token inputs timed at this length (--latency-seq-len); None: the set's
     latency_repeats: int = 300
     artifacts: Path | None = None
     constraints: Constraints = Constraints()

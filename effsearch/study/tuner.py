@@ -108,6 +108,8 @@ class Tuner:
         measurer = Measurer(
             self.uf, datasets, self.tools.meter_cls, self.tools.target.providers(), s.latency_threads, repeats=s.latency_repeats,
             latency_batch=s.latency_batch,
+            # The length the study times token inputs at: as stated now, else as recorded when it began.
+            latency_seq_len=s.latency_seq_len or record.read_meta(self.study).get("latency", {}).get("sequence_length"),
         )
         screen = Screen(study=self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:

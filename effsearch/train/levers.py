@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from effsearch.errors import TrialError
+from effsearch.inputs import call
 
 __all__ = ["Mixed", "Teacher", "distill_loss", "MAX_SKIPPED_FRAC", "SCALER_INIT"]
 
@@ -113,5 +114,5 @@ class Teacher:
     def loss(self, task: torch.Tensor, outputs: torch.Tensor, x: Any, y: torch.Tensor, mixed: Mixed) -> torch.Tensor:
         """(1 - weight) * task + weight * distillation; the teacher's forward pass in the run's precision."""
         with torch.no_grad(), mixed.autocast():
-            taught = self.model(x)
+            taught = call(self.model, x)
         return (1.0 - self.weight) * task + self.weight * distill_loss(outputs, taught, y, self.temperature)

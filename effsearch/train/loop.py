@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from effsearch.compress.prune import PruneReport, prune
 from effsearch.errors import TrialError
+from effsearch.inputs import call, to_device
 from effsearch.space import TrainConfig
 from effsearch.train.levers import Mixed, Teacher
 from effsearch.train.schedules import build_scheduler
@@ -78,8 +79,8 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
     return max(1, round(batch_size / world_size))
 
 
-def first_batch(dataset: Any, n: int) -> torch.Tensor:
-    """The inputs of the dataset's first n samples, as one batch."""
+def first_batch(dataset: Any, n: int) -> Any:
+    """The inputs of the dataset's first n samples, as one batch (a tensor, tuple or dict: inputs.py)."""
     return next(iter(DataLoader(dataset, batch_size=min(n, len(dataset)))))[0]
 
 
@@ -114,10 +115,10 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     for epoch in range(epochs):
         sampler.set_epoch(first_epoch + epoch)
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
             with mixed.autocast():
-                out = ddp(x)
+                out = call(ddp, x)
                 loss = ctx.loss_fn(out, y)
             if teacher is not None:
                 loss = teacher.loss(loss, out, x, y, mixed)

@@ -15,11 +15,13 @@ cannot be pruned is kept whole, and the report says which and why (PruneReport.k
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import nn
 
 from effsearch.errors import TrialError
+from effsearch.inputs import call
 from effsearch.compress.prune.common import PruneReport, channel_multiple, count_params, output_layers
 from effsearch.compress.prune.heads import attention_blocks, count_heads, prune_mha_heads, residual_layers
 from effsearch.compress.prune.recurrent import prune_recurrent
@@ -30,7 +32,7 @@ __all__ = ["PruneReport", "prune", "output_layers", "count_params", "count_heads
 log = logging.getLogger(__name__)
 
 
-def prune(model: torch.nn.Module, example: torch.Tensor, ratio: float, importance: str = "l2") -> PruneReport:
+def prune(model: torch.nn.Module, example: Any, ratio: float, importance: str = "l2") -> PruneReport:
     """Remove `ratio` of the channels of every prunable group, in place, keeping coupled layers consistent.
 
     In attention models `ratio` applies to MLP hidden channels and to the heads of each attention block.
@@ -68,7 +70,7 @@ def prune(model: torch.nn.Module, example: torch.Tensor, ratio: float, importanc
     try:
         with torch.no_grad():
             model.eval()
-            model(example)
+            call(model, example)
     except Exception as exc:
         raise TrialError(
             f"the model no longer runs after pruning at ratio {ratio}: {type(exc).__name__}: {exc}", structural="prune_ratio"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
+from effsearch.inputs import call
 from effsearch.compress.prune.common import CELLS, RECURRENT, importance_of, output_layers
 from effsearch.compress.prune.heads import WIDTH_ATTRS, attention_blocks, residual_layers
 from effsearch.compress.prune.units import RecurrentPruner, recurrent_pruners, traced_whole, whole_layers
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def prune_channels(
     model: nn.Module,
-    example: torch.Tensor,
+    example: Any,
     ratio: float,
     importance: str,
     attention: dict[nn.Module, tuple[str, list[nn.Linear]]],
@@ -64,7 +66,7 @@ def prune_channels(
                 setattr(block, name, lins[0].out_features // (3 if len(lins) == 1 else 1))
 
 
-def head_pruning_runs(model: nn.Module, example: torch.Tensor, ratio: float, importance: str) -> bool:
+def head_pruning_runs(model: nn.Module, example: Any, ratio: float, importance: str) -> bool:
     """Prune a copy, heads included, and say whether it still runs (a forward may hard-code the width)."""
     probe = copy.deepcopy(model)
     state = torch.get_rng_state()  # random importance must pick alike in the probe and for real
@@ -72,7 +74,7 @@ def head_pruning_runs(model: nn.Module, example: torch.Tensor, ratio: float, imp
         attention, unknown = attention_blocks(probe)
         prune_channels(probe, example, ratio, importance, attention, residual_layers(probe) + unknown)
         with torch.no_grad():
-            probe(example)
+            call(probe, example)
         return True
     except Exception as exc:  # the probe's only question is whether it works
         log.debug("head-pruned copy failed: %s: %s", type(exc).__name__, exc)

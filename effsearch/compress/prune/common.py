@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch_pruning as tp
 from torch import nn
 
 from effsearch.errors import TrialError
+from effsearch.inputs import call
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ def count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def output_layers(model: torch.nn.Module, example: torch.Tensor) -> list[torch.nn.Module]:
+def output_layers(model: torch.nn.Module, example: Any) -> list[torch.nn.Module]:
     """The prunable layers whose output is the model's output (found by tracing one forward pass)."""
     last: list[torch.nn.Module] = []
     hooks = [
@@ -89,7 +91,7 @@ def output_layers(model: torch.nn.Module, example: torch.Tensor) -> list[torch.n
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            model(example)
+            call(model, example)
         model.train(was_training)
     finally:
         for h in hooks:

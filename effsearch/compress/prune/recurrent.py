@@ -14,6 +14,7 @@ import torch_pruning as tp
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from effsearch.inputs import call
 from effsearch.compress.prune.common import CELLS, RECURRENT, keep_count
 from effsearch.compress.prune.units import Plan, RecurrentPruner, direction_count, plain_forward, plan_units, recurrent_layers, recurrent_pruners, removed_outputs, shrink_recurrent, silence, traced_whole, whole_layers
 
@@ -39,7 +40,7 @@ class _Use:
     state_readers: tuple[tuple[Any, ...], ...]
 
 
-def _use(model: nn.Module, example: torch.Tensor, rnn: nn.RNNBase) -> _Use:
+def _use(model: nn.Module, example: Any, rnn: nn.RNNBase) -> _Use:
     state_nodes: list[Any] = []
     packed: list[bool] = []
 
@@ -51,7 +52,7 @@ def _use(model: nn.Module, example: torch.Tensor, rnn: nn.RNNBase) -> _Use:
     hook = rnn.register_forward_hook(record)
     try:
         with traced_whole([rnn], split_states=True), torch.enable_grad():
-            outputs = _flat_tensors(model(example))
+            outputs = _flat_tensors(call(model, example))
     finally:
         hook.remove()
     readers: list[list[Any]] = [[] for _ in state_nodes]
@@ -81,7 +82,7 @@ def _reads_last_row(fn: Any, rows: int) -> bool:
     return dim == 0 and index in (-1, rows - 1)
 
 
-def _use_problem(model: nn.Module, example: torch.Tensor, rnn: nn.RNNBase) -> str | None:
+def _use_problem(model: nn.Module, example: Any, rnn: nn.RNNBase) -> str | None:
     """Why the way the forward uses rnn cannot follow pruned units, or None where it can.
 
     Units are removed from the output's features; h_n[-1] of a one-direction layer holds the same units in the
@@ -121,7 +122,7 @@ def _use_problem(model: nn.Module, example: torch.Tensor, rnn: nn.RNNBase) -> st
 
 
 def _prune_planned(
-    model: nn.Module, example: torch.Tensor, rnn: nn.RNNBase, plan: Plan, protected: set[nn.Module]
+    model: nn.Module, example: Any, rnn: nn.RNNBase, plan: Plan, protected: set[nn.Module]
 ) -> str | None:
     """Prune rnn by its plan, the layers reading its output following; return why not, if it cannot be done."""
     if rnn.proj_size:  # the output is the projection: nothing outside the layer changes
@@ -150,7 +151,7 @@ def _prune_planned(
 
 
 def _probe(
-    model: nn.Module, example: torch.Tensor, name: str, plan: Plan, protected: Sequence[nn.Module]
+    model: nn.Module, example: Any, name: str, plan: Plan, protected: Sequence[nn.Module]
 ) -> str | None:
     """Prune a copy by the plan and compare it with a copy whose removed units are silenced (output exactly 0).
 
@@ -166,7 +167,7 @@ def _probe(
         if problem:
             return problem
         with torch.no_grad():
-            want, got = _flat_tensors(silent(example)), _flat_tensors(pruned(example))
+            want, got = _flat_tensors(call(silent, example)), _flat_tensors(call(pruned, example))
     except Exception as exc:  # the probe's only question is whether it works
         log.debug("pruning %s on a copy failed: %s: %s", name, type(exc).__name__, exc)
         first = (str(exc).strip().splitlines() or [""])[0]
@@ -190,7 +191,7 @@ def _probe(
 
 
 def prune_recurrent(
-    model: nn.Module, example: torch.Tensor, ratio: float, importance: str, protected: Sequence[nn.Module]
+    model: nn.Module, example: Any, ratio: float, importance: str, protected: Sequence[nn.Module]
 ) -> dict[str, str]:
     """Prune the hidden units of every recurrent layer that allows it; return {name: reason} for those kept whole.
 

@@ -1,0 +1,155 @@
+"""A sample's input: one tensor, a tuple of tensors (positional arguments) or a dict of tensors (keywords).
+
+Everything that feeds a model goes through here: training calls it (`call`), export names its parts
+(`names`: "input" for one tensor, the dict's keys, or input_0.. for a tuple), and onnxruntime takes it
+as a feed (`feed`: name -> array). A feed dict is the one form every measurement accepts; a bare array
+stands for the single input "input".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "INPUT_NAME",
+    "Feed",
+    "names",
+    "parts",
+    "call",
+    "to_device",
+    "head",
+    "feed",
+    "as_feed",
+    "feed_len",
+    "for_session",
+    "feed_head",
+    "is_sequence",
+    "sequence_length",
+    "at_length",
+    "padded_length",
+    "check_input",
+]
+
+INPUT_NAME = "input"
+Feed = dict[str, np.ndarray]
+
+
+def names(x: Any) -> list[str]:
+    """The names the exported graph gives the input's parts, in the order the model takes them."""
+    if isinstance(x, Mapping):
+        return [str(k) for k in x]
+    if isinstance(x, (tuple, list)):
+        return [f"input_{i}" for i in range(len(x))]
+    return [INPUT_NAME]
+
+
+def parts(x: Any) -> list[torch.Tensor]:
+    """The input's tensors, in the order of names(x)."""
+    if isinstance(x, Mapping):
+        return list(x.values())
+    if isinstance(x, (tuple, list)):
+        return list(x)
+    return [x]
+
+
+def call(model: Any, x: Any) -> Any:
+    """model(x), model(*x) or model(**x), as the input's form says."""
+    if isinstance(x, Mapping):
+        return model(**x)
+    if isinstance(x, (tuple, list)):
+        return model(*x)
+    return model(x)
+
+
+def _rebuild(x: Any, new: list[Any]) -> Any:
+    if isinstance(x, Mapping):
+        return dict(zip(x.keys(), new))
+    if isinstance(x, (tuple, list)):
+        return tuple(new)
+    return new[0]
+
+
+def to_device(x: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    return _rebuild(x, [t.to(device, non_blocking=non_blocking) for t in parts(x)])
+
+
+def head(x: Any, n: int) -> Any:
+    """The first n samples of a batched input."""
+    return _rebuild(x, [t[:n] for t in parts(x)])
+
+
+def feed(x: Any) -> Feed:
+    """The onnxruntime feed of a batched torch input (or arrays)."""
+    return {name: (t.numpy() if isinstance(t, torch.Tensor) else np.asarray(t)) for name, t in zip(names(x), parts(x))}
+
+
+def as_feed(sample: Any) -> Feed:
+    """A feed dict as is; a bare array as the single input's feed."""
+    if isinstance(sample, Mapping):
+        return dict(sample)
+    return {INPUT_NAME: sample}
+
+
+def for_session(session: Any, sample: Any) -> Feed:
+    """The feed an onnxruntime session takes: the parts its graph has inputs for (an input the model never
+    reads may have been dropped from the graph)."""
+    wanted = {i.name for i in session.get_inputs()}
+    return {k: v for k, v in as_feed(sample).items() if k in wanted}
+
+
+def feed_len(sample: Any) -> int:
+    """Samples in a feed (its batch dimension)."""
+    return len(next(iter(as_feed(sample).values())))
+
+
+def feed_head(sample: Any, n: int) -> Feed:
+    return {k: v[:n] for k, v in as_feed(sample).items()}
+
+
+def is_sequence(t: torch.Tensor) -> bool:
+    """Whether a part looks like tokens or their mask (integer or bool, batch x length ...), whose second
+    dimension export may keep dynamic."""
+    return t.dim() >= 2 and (not t.dtype.is_floating_point) and not t.dtype.is_complex
+
+
+def sequence_length(sample: Any) -> int | None:
+    """The sequence length of a feed's token parts (integer or bool, two or more dimensions), or None."""
+    lengths = {v.shape[1] for v in as_feed(sample).values() if v.ndim >= 2 and v.dtype.kind in "iub"}
+    return max(lengths) if lengths else None
+
+
+def padded_length(described: Mapping[str, Mapping[str, Any]]) -> int | None:
+    """The sequence length of the token parts of a probed input ({name: {"shape", "dtype"}} per sample),
+    or None where no part is tokens or a mask: the length the data pads them to."""
+    lengths = [d["shape"][0] for d in described.values() if d["shape"] and not str(d["dtype"]).startswith(("float", "bfloat", "complex"))]
+    return max(lengths) if lengths else None
+
+
+def at_length(sample: Any, length: int) -> Any:
+    """The feed with its token parts cut to `length` positions (a padded set timed at a shorter length)."""
+    if not isinstance(sample, Mapping):
+        return sample[:, :length] if sample.ndim >= 2 and sample.dtype.kind in "iub" else sample
+    return {k: (v[:, :length] if v.ndim >= 2 and v.dtype.kind in "iub" else v) for k, v in sample.items()}
+
+
+def check_input(x: Any) -> str | None:
+    """Why x is not an input effsearch can feed (a tensor, a tuple of tensors, a dict of tensors), or None."""
+    if isinstance(x, torch.Tensor):
+        return None
+    if isinstance(x, (Mapping, tuple, list)):
+        if not len(x):
+            return f"an empty {type(x).__name__}"
+        bad = [(n, t) for n, t in zip(names(x), parts(x)) if not isinstance(t, torch.Tensor)]
+        if bad:
+            name, t = bad[0]
+            # Batched by the DataLoader: strings arrive as a tuple of str, say so.
+            of = f" of {type(t[0]).__name__}" if isinstance(t, (tuple, list)) and len(t) else ""
+            return f"{name} is a {type(t).__name__}{of}, not a tensor"
+        if isinstance(x, Mapping) and not all(isinstance(k, str) and k.isidentifier() for k in x):
+            return f"dict keys must be names of the model's arguments, got {list(x)}"
+        return None
+    return f"a {type(x).__name__}"
