@@ -129,8 +129,18 @@ class TrainingRunStartup(_PerTrial):
         return self.sampler_of(study, trial) is self._random
 
 
+# The parameters that fix a configuration's pruned graph, and so whether a limit screens it out.
+GRAPH_PARAMS = ("prune_ratio", "prune_importance")
+
+
+def _same_graph(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    shared = [k for k in GRAPH_PARAMS if k in a and k in b]
+    return bool(shared) and all(a[k] == b[k] for k in shared)
+
+
 class TPEAfterScreened(_PerTrial):
-    """`model` samples each trial, except the one after a screened configuration: multivariate TPE does.
+    """`model` samples each trial, except the one after a screened configuration and one whose proposal
+    names a screened graph again: multivariate TPE does.
 
     GPSampler fits on finished training runs only and never sees a screened (PRUNED) configuration, so it
     would propose the one it just proposed, screened, again; TPE ranks screened trials last and moves away.
@@ -151,6 +161,24 @@ class TPEAfterScreened(_PerTrial):
         done = (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
         last = max((r for r in map(record.read, done) if r.lead), key=lambda r: r.number, default=None)
         return self.tpe if last is not None and last.record.screened is not None else self.model
+
+    def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        """The model's proposal, unless it names a graph already screened out: then TPE's, for this trial.
+
+        The graph (what a limit screens: size, latency, FLOPs) is fixed by GRAPH_PARAMS; the GP, blind to
+        screened trials, proposes the same pruned graph again and again once it believes in it.
+        """
+        params = super().sample_relative(study, trial, search_space)
+        if self.sampler_of(study, trial) is not self.model or not params:
+            return params
+        screened = [
+            r.params for r in map(record.read, study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+            if r.lead and r.record.screened is not None
+        ]
+        if any(_same_graph(params, p) for p in screened):
+            self._chosen[trial.number] = self.tpe
+            return super().sample_relative(study, trial, search_space)
+        return params
 
 
 def make_sampler(seed: int) -> BaseSampler:

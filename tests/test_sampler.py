@@ -128,6 +128,43 @@ def test_the_suggestion_after_a_screened_configuration_comes_from_tpe() -> None:
     assert _training_run(study)  # the model's again
 
 
+class _Insisting(_Model):
+    """A stand-in model that proposes one pruned graph whatever it is shown (as the GP does, blind to screening)."""
+
+    RATIO = 0.2
+    DIST = FloatDistribution(0.0, 0.75)
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
+        return {"prune_ratio": self.DIST}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {"prune_ratio": self.RATIO}
+
+
+def _with_prune(study: optuna.Study, ratio: float, screened: bool) -> None:
+    """A finished lead trial at `ratio`: a screened configuration, or a completed training run."""
+    attrs = record.TrialRecord(lead=True, screened="screened: size over the limit" if screened else None).user_attrs()
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.PRUNED if screened else TrialState.COMPLETE, values=None if screened else [0.9, 1.0],
+        params={"prune_ratio": ratio}, distributions={"prune_ratio": _Insisting.DIST}, user_attrs=attrs,
+    ))
+
+
+@pytest.mark.parametrize("screened_at", [0.2, 0.5])
+def test_a_proposal_of_a_screened_graph_goes_to_tpe(screened_at: float) -> None:
+    sampler = TPEAfterScreened(_Insisting(), seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    _with_prune(study, 0.6, screened=False)
+    _with_prune(study, screened_at, screened=True)
+    _with_prune(study, 0.7, screened=False)  # the last run was trained: the model is asked first
+    trial = study.ask()
+    ratio = trial.suggest_float("prune_ratio", 0.0, 0.75)
+    if screened_at == _Insisting.RATIO:
+        assert ratio != _Insisting.RATIO and sampler.sampler_of(study, trial) is sampler.tpe, "TPE, not the screened graph again"
+    else:
+        assert ratio == _Insisting.RATIO and sampler.sampler_of(study, trial) is sampler.model
+
+
 class _Watching(_Model):
     """The stand-in model, keeping how many trials of a reference run each of its calls saw."""
 
