@@ -132,8 +132,8 @@ def test_the_validation_set_is_streamed_one_batch_at_a_time(exported):
     streamed = Streamed(Counted(x, y))
     batches = streamed.batches(BATCH)
     first, _ = next(batches)
-    assert len(first) == BATCH and Counted.read == BATCH, "only the first batch was read"
-    assert sum(len(b) for b, _ in batches) == 600 - BATCH
+    assert len(first["input"]) == BATCH and Counted.read == BATCH, "only the first batch was read"
+    assert sum(len(b["input"]) for b, _ in batches) == 600 - BATCH
     assert ort_metric(path, streamed, default_metric) == ort_metric(path, stack_dataset(TensorDataset(x, y)), default_metric)
     assert streamed.head(3).shape == (3, 8)
 
@@ -166,6 +166,9 @@ def test_export_parity_failure_raises_trial_error(tmp_path, monkeypatch):
 
         def run(self, names, feed):
             return [o + 0.1 for o in self._session.run(names, feed)]
+
+        def get_inputs(self):
+            return self._session.get_inputs()
 
     monkeypatch.setattr(effsearch.onnx_export, "ort_session", lambda path, **kw: Off(real_session(path, **kw)))
     with pytest.raises(TrialError, match=r"ONNX parity failed: .* differ by up to 0\.1"):
