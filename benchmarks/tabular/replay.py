@@ -90,6 +90,7 @@ CANDIDATES: dict[str, tuple[str, Factory]] = {
     "gp-4": ("GPSampler, startup 4 runs", lambda s: _gp(s, startup=4)),
     "gp-8": ("GPSampler, startup 8 runs", _gp),
     "gp-tpe-4": ("GPSampler, TPE after a screened suggestion, startup 4 runs", lambda s: _gp(s, startup=4, after_screened=True)),
+    "gp-tpe-2": ("GPSampler, TPE after a screened suggestion, startup 2 runs", lambda s: _gp(s, startup=2, after_screened=True)),
     "gp-tpe-8": ("GPSampler, TPE after a screened suggestion, startup 8 runs", lambda s: _gp(s, after_screened=True)),
     "nsga2-10": ("NSGA-II, population 10", lambda s: optuna.samplers.NSGAIISampler(seed=s, population_size=10)),
     "random": ("random search", lambda s: optuna.samplers.RandomSampler(seed=s)),

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from effsearch.inputs import Feed, at_length, feed_len, sequence_length
 from effsearch.measure.energy import energy_source, meter_reads
 from effsearch.measure.latency import measure_latency
-from effsearch.inputs import Feed, at_length, feed_len, sequence_length
 from effsearch.measure.metric import Streamed, ort_metric, stack_dataset
 from effsearch.fingerprint import DataFingerprint, data_fingerprint
 from effsearch.userfile import UserFile, default_metric

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from effsearch.measure.latency import energy_window
 from effsearch.inputs import feed_len, for_session
+from effsearch.measure.latency import energy_window
 from effsearch.runtime import ort_session
 
 __all__ = ["ENERGY_PROTOCOL", "PROTOCOL", "Metered", "Timed", "measure_blocks", "measure_energy"]
