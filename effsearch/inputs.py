@@ -26,7 +26,8 @@ __all__ = [
     "as_feed",
     "feed_len",
     "for_session",
-    "feed_head",
+    "feeder",
+    "rebuild",
     "is_sequence",
     "sequence_length",
     "at_length",
@@ -65,7 +66,8 @@ def call(model: Any, x: Any) -> Any:
     return model(x)
 
 
-def _rebuild(x: Any, new: list[Any]) -> Any:
+def rebuild(x: Any, new: list[Any]) -> Any:
+    """An input of x's form (tensor, tuple or dict, the same names) holding the parts `new`."""
     if isinstance(x, Mapping):
         return dict(zip(x.keys(), new))
     if isinstance(x, (tuple, list)):
@@ -74,12 +76,12 @@ def _rebuild(x: Any, new: list[Any]) -> Any:
 
 
 def to_device(x: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    return _rebuild(x, [t.to(device, non_blocking=non_blocking) for t in parts(x)])
+    return rebuild(x, [t.to(device, non_blocking=non_blocking) for t in parts(x)])
 
 
 def head(x: Any, n: int) -> Any:
     """The first n samples of a batched input."""
-    return _rebuild(x, [t[:n] for t in parts(x)])
+    return rebuild(x, [t[:n] for t in parts(x)])
 
 
 def feed(x: Any) -> Feed:
@@ -94,11 +96,16 @@ def as_feed(sample: Any) -> Feed:
     return {INPUT_NAME: sample}
 
 
-def for_session(session: Any, sample: Any) -> Feed:
-    """The feed an onnxruntime session takes: the parts its graph has inputs for (an input the model never
-    reads may have been dropped from the graph)."""
+def feeder(session: Any) -> Any:
+    """sample -> the feed an onnxruntime session takes: the parts its graph has inputs for (an input the
+    model never reads may have been dropped from the graph). The session is asked once."""
     wanted = {i.name for i in session.get_inputs()}
-    return {k: v for k, v in as_feed(sample).items() if k in wanted}
+    return lambda sample: {k: v for k, v in as_feed(sample).items() if k in wanted}
+
+
+def for_session(session: Any, sample: Any) -> Feed:
+    """feeder(session)(sample), for a single feed."""
+    return feeder(session)(sample)
 
 
 def feed_len(sample: Any) -> int:
@@ -106,34 +113,39 @@ def feed_len(sample: Any) -> int:
     return len(next(iter(as_feed(sample).values())))
 
 
-def feed_head(sample: Any, n: int) -> Feed:
-    return {k: v[:n] for k, v in as_feed(sample).items()}
+# Tokens and their masks: integer or bool parts; batched, their second axis is the sequence.
+def _token_dtype(dtype: torch.dtype | None) -> bool:
+    return dtype is not None and not dtype.is_floating_point and not dtype.is_complex
+
+
+def _token_array(v: np.ndarray) -> bool:
+    return v.ndim >= 2 and v.dtype.kind in "iub"
 
 
 def is_sequence(t: torch.Tensor) -> bool:
-    """Whether a part looks like tokens or their mask (integer or bool, batch x length ...), whose second
-    dimension export may keep dynamic."""
-    return t.dim() >= 2 and (not t.dtype.is_floating_point) and not t.dtype.is_complex
+    """Whether a batched part is tokens or their mask, whose second dimension export may keep dynamic."""
+    return t.dim() >= 2 and _token_dtype(t.dtype)
 
 
 def sequence_length(sample: Any) -> int | None:
-    """The sequence length of a feed's token parts (integer or bool, two or more dimensions), or None."""
-    lengths = {v.shape[1] for v in as_feed(sample).values() if v.ndim >= 2 and v.dtype.kind in "iub"}
+    """The sequence length of a feed's token parts, or None where it has none."""
+    lengths = {v.shape[1] for v in as_feed(sample).values() if _token_array(v)}
     return max(lengths) if lengths else None
 
 
 def padded_length(described: Mapping[str, Mapping[str, Any]]) -> int | None:
     """The sequence length of the token parts of a probed input ({name: {"shape", "dtype"}} per sample),
     or None where no part is tokens or a mask: the length the data pads them to."""
-    lengths = [d["shape"][0] for d in described.values() if d["shape"] and not str(d["dtype"]).startswith(("float", "bfloat", "complex"))]
+    lengths = [d["shape"][0] for d in described.values() if d["shape"] and _token_dtype(getattr(torch, str(d["dtype"]), None))]
     return max(lengths) if lengths else None
 
 
 def at_length(sample: Any, length: int) -> Any:
-    """The feed with its token parts cut to `length` positions (a padded set timed at a shorter length)."""
-    if not isinstance(sample, Mapping):
-        return sample[:, :length] if sample.ndim >= 2 and sample.dtype.kind in "iub" else sample
-    return {k: (v[:, :length] if v.ndim >= 2 and v.dtype.kind in "iub" else v) for k, v in sample.items()}
+    """The feed (or array) with its token parts cut to `length` positions: a padded set timed shorter."""
+    def cut(v: np.ndarray) -> np.ndarray:
+        return v[:, :length] if _token_array(v) else v
+
+    return {k: cut(v) for k, v in sample.items()} if isinstance(sample, Mapping) else cut(sample)
 
 
 def check_input(x: Any) -> str | None:

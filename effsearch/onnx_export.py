@@ -101,8 +101,7 @@ def _shorter(batch: Any, dynamic: list[str]) -> Any | None:
     named = dict(zip(inputs.names(batch), inputs.parts(batch)))
     if not dynamic or any(named[n].shape[1] < 2 for n in dynamic):
         return None
-    new = [t[:, :-1] if n in dynamic else t for n, t in named.items()]
-    return inputs._rebuild(batch, new)
+    return inputs.rebuild(batch, [t[:, :-1] if n in dynamic else t for n, t in named.items()])
 
 
 def _parity(module: torch.nn.Module, batch: Any, path: Path, rtol: float, atol: float) -> tuple[bool, float]:
@@ -110,8 +109,10 @@ def _parity(module: torch.nn.Module, batch: Any, path: Path, rtol: float, atol: 
         expected = inputs.call(module, batch).numpy()
     session = ort_session(path)
     got = session.run(None, inputs.for_session(session, inputs.feed(batch)))[0]
-    diff = float(np.max(np.abs(got - expected))) if expected.size and got.shape == expected.shape else float("inf")
-    return got.shape == expected.shape and bool(np.allclose(got, expected, rtol=rtol, atol=atol)), diff if expected.size else 0.0
+    if got.shape != expected.shape:
+        return False, float("inf")
+    diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
+    return bool(np.allclose(got, expected, rtol=rtol, atol=atol)), diff
 
 
 def _export(module: torch.nn.Module, batch: Any, path: Path, sequence: list[str]) -> None:
@@ -152,7 +153,8 @@ def export_onnx(module: torch.nn.Module, batch: Any, path: Path, rtol: float = 1
     module = module.cpu().eval()
     batch = _ordered(module, inputs.to_device(batch, torch.device("cpu")))
     path.parent.mkdir(parents=True, exist_ok=True)
-    sequence = [n for n, t in zip(inputs.names(batch), inputs.parts(batch)) if inputs.is_sequence(t)]
+    named = dict(zip(inputs.names(batch), inputs.parts(batch)))
+    sequence = [n for n, t in named.items() if inputs.is_sequence(t)]
     _export(module, batch, path, sequence)
     shorter = _shorter(batch, sequence)
     if shorter is not None:
@@ -165,7 +167,7 @@ def export_onnx(module: torch.nn.Module, batch: Any, path: Path, rtol: float = 1
             sequence = []
             _export(module, batch, path, sequence)
     graph = _graph_inputs(path)
-    for name, t in zip(inputs.names(batch), inputs.parts(batch)):
+    for name, t in named.items():
         wanted = str(t.numpy().dtype)
         if name in graph and graph[name] != wanted:
             raise TrialError(
@@ -177,10 +179,7 @@ def export_onnx(module: torch.nn.Module, batch: Any, path: Path, rtol: float = 1
         raise TrialError(
             f"ONNX parity failed: onnxruntime and torch outputs differ by up to {diff:.3g} on a batch of {inputs.feed_len(inputs.feed(batch))}"
         )
-    shapes = {
-        n: ("batch", *(("sequence" if (i == 1 and n in sequence) else d) for i, d in enumerate(t.shape) if i > 0))
-        for n, t in zip(inputs.names(batch), inputs.parts(batch))
-    }
-    described = {n: {"dtype": graph.get(n, str(t.numpy().dtype)), "shape": list(shapes[n])} for n, t in zip(inputs.names(batch), inputs.parts(batch))}
-    first = inputs.names(batch)[0]
+    shapes = {n: ("batch", *(("sequence" if i == 1 and n in sequence else d) for i, d in enumerate(t.shape) if i > 0)) for n, t in named.items()}
+    described = {n: {"dtype": graph.get(n, str(t.numpy().dtype)), "shape": list(shapes[n])} for n, t in named.items()}
+    first = next(iter(named))
     return ExportReport(path, diff, described[first]["dtype"], tuple(shapes[first]), described)

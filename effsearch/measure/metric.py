@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from effsearch.inputs import Feed, as_feed, feed, feed_len, for_session, names, parts
+from effsearch.inputs import Feed, as_feed, feed, feed_len, feeder, names, parts
 from effsearch.runtime import ort_session
 
 __all__ = ["ArrayData", "Streamed", "stack_dataset", "ort_outputs", "ort_metric", "BATCH"]
@@ -114,8 +114,9 @@ def ort_outputs(path: Path, data: ArrayData | Streamed, batch_size: int = BATCH,
     """(outputs, targets) of every sample, in order: the inputs pass through one batch at a time."""
     session = ort_session(path, threads=threads)
     outs, targets = [], []
+    fed = feeder(session)
     for x, y in data.batches(batch_size):
-        outs.append(session.run(None, for_session(session, x))[0])
+        outs.append(session.run(None, fed(x))[0])
         targets.append(y)
     return torch.from_numpy(np.concatenate(outs)).float(), torch.cat(targets)
 

@@ -8,7 +8,7 @@ from epoch to epoch. `register(loader={...})` overrides any of them; a run recor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from effsearch.errors import UserFileError
@@ -70,7 +70,7 @@ def loader_options(given: dict[str, Any] | None, *, device: str, world_size: int
         base = LoaderOptions(num_workers=workers, pin_memory=True, persistent_workers=True)
     else:
         base = LoaderOptions()
-    opts = replace(base, **{k: v for k, v in (given or {}).items() if k in {f.name for f in fields(LoaderOptions)}})
+    opts = replace(base, **(given or {}))  # check_loader accepted only LoaderOptions' fields
     if opts.num_workers == 0:
         opts = replace(opts, persistent_workers=False, prefetch_factor=None)
     return opts
