@@ -3,9 +3,11 @@
 1. start ranks      the pool's long-lived rank processes; ranks whose datasets differ from the driver's
                     are refused (an unseeded split)
 2. train            every rank: build the model, prune it (at the start, or after the dense epochs of
-                    `prune_when = "finetune"`), train under DDP (train/loop.py). train_s and energy_j
-                    cover the training steps alone, for every meter: a process-scope meter is read in
-                    each rank and summed, a machine-scope one once, by rank 0, over the same window
+                    `prune_when = "finetune"`), train under DDP (train/loop.py), validate after each
+                    epoch (the curve) and stop where the early-stopping rule says so (train/stopping.py).
+                    train_s and energy_j cover the training steps and validations, for every meter: a
+                    process-scope meter is read in each rank and summed, a machine-scope one once, by
+                    rank 0, over the same window. A run stopped early ends here: nothing is exported
 3. export           rank 0, once the process group is gone: the unwrapped module to ONNX with a parity
                     check, FLOPs and parameters counted on it (`export_trained`, below)
 4. precisions       here: make each precision of the exported model (compress/quantize.py)
@@ -33,6 +35,7 @@ from effsearch.onnx_export import ExportReport, export_onnx
 from effsearch.space import TrainConfig
 from effsearch.train.loop import RankResult, RunSpec, first_batch
 from effsearch.train.pool import WorkerPool
+from effsearch.train.stopping import StopRule
 
 __all__ = ["Exported", "PrecisionResult", "RunResult", "export_trained", "measure_precision", "run_training"]
 
@@ -88,6 +91,11 @@ class RunResult:
     def exported(self) -> Exported:
         return self.ranks[0].artifact
 
+    @property
+    def stopped(self) -> str | None:
+        """Why the run was stopped early (it made no precision), or None."""
+        return self.lead.stopped
+
 
 def _train(pool: WorkerPool, spec: RunSpec, timeout_s: float | None) -> tuple[list[RankResult], float, float]:
     """Stages 2-3 on the ranks: (rank results, joules of the training steps, wall seconds of the whole run)."""
@@ -126,9 +134,13 @@ def run_training(
     threads_per_rank: int = 1,
     collective_timeout_s: float = 60.0,
     timeout_s: float | None = None,
+    stop: StopRule | None = None,
     stage: Stage = lambda s: None,
 ) -> RunResult:
-    """Train once, then make and measure every precision of the trained model (stages 1-5 above)."""
+    """Train once, then make and measure every precision of the trained model (stages 1-5 above).
+
+    stop: the early-stopping rule the ranks apply after each epoch; a stopped run returns no precisions.
+    """
     t_start = time.perf_counter()
     meter_cls = measurer.meter_cls
     spec = RunSpec(
@@ -140,11 +152,16 @@ def run_training(
         meter=meter_cls.name,
         finish=export_trained,
         data=measurer.data,
+        stop=stop,
     )
     stage("starting ranks")
     pool.ensure(config.world_size)
     stage("training")
     ranks, energy, run_wall = _train(pool, spec, timeout_s)
+    if ranks[0].stopped:
+        timing = {"wall_s": time.perf_counter() - t_start, "train_s": max(r.train_s for r in ranks),
+                  "build_s": max(r.build_s for r in ranks), "run_s": run_wall}
+        return RunResult(config, ranks, energy, measurer.energy_source, timing, [])
     exported: Exported = ranks[0].artifact
     common = {
         "flops": exported.flops.flops,

@@ -139,8 +139,8 @@ def _same_graph(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 class TPEAfterScreened(_PerTrial):
-    """`model` samples each trial, except the one after a screened configuration and one whose proposal
-    names a screened graph again: multivariate TPE does.
+    """`model` samples each trial, except the one after a screened configuration or a run stopped early, and
+    one whose proposal names a screened graph again: multivariate TPE does.
 
     GPSampler fits on finished training runs only and never sees a screened (PRUNED) configuration, so it
     would propose the one it just proposed, screened, again; TPE ranks screened trials last and moves away.
@@ -160,7 +160,8 @@ class TPEAfterScreened(_PerTrial):
     def choose(self, study: Study, trial: FrozenTrial) -> BaseSampler:
         done = (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)))
         last = max((r for r in map(record.read, done) if r.lead), key=lambda r: r.number, default=None)
-        return self.tpe if last is not None and last.record.screened is not None else self.model
+        # A run stopped early has no values either: the GP would not see it, TPE ranks it last.
+        return self.tpe if last is not None and (last.record.screened is not None or last.record.stopped is not None) else self.model
 
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         """The model's proposal, unless it names a graph already screened out: then TPE's, for this trial.

@@ -80,6 +80,8 @@ def test_a_running_trial_whose_worker_is_provably_dead_reads_as_lost() -> None:
         (TrialState.FAIL, {"lead": True, "fail_reason": "non-finite loss (nan)"}, True),
         (TrialState.FAIL, {"lead": True, "fail_reason": "interrupted"}, False),
         (TrialState.FAIL, {"lead": True, "fail_reason": "worker lost: ..."}, False),
+        (TrialState.PRUNED, {"lead": True, "stopped": "stopped after epoch 2 of 8: ..."}, True),  # it trained
+        (TrialState.PRUNED, {"lead": True, "screened": "screened: latency ..."}, False),  # it never trained
         (TrialState.COMPLETE, {"lead": False}, False),  # a free precision point of a run
         (TrialState.COMPLETE, {}, False),
     ],

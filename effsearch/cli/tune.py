@@ -36,6 +36,7 @@ def tune(
     artifacts: Annotated[Path | None, typer.Option("--artifacts", help="Folder for trial artifacts, reachable by every worker (default: studies/).")] = None,
     heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")] = 10,
     heartbeat_grace: Annotated[int, typer.Option("--heartbeat-grace", min=1, help="Seconds without a heartbeat before a trial's worker counts as lost.")] = 30,
+    early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop a run once every point it could reach is dominated by a completed run's at the same epoch.")] = True,
 ) -> None:
     """Run (or resume) a study on FILE and print its Pareto front."""
     from effsearch.constraints import Constraints
@@ -94,6 +95,7 @@ def tune(
         artifacts=artifacts.resolve() if artifacts else None,
         heartbeat_interval_s=heartbeat_interval,
         heartbeat_grace_s=heartbeat_grace,
+        early_stop=early_stop,
     )
     check_folders(settings)
     err.print(f"study [bold]{settings.study_name}[/] in {redact(url)}: {trials} training runs, objectives {', '.join(keys)}")
@@ -126,5 +128,8 @@ def tune(
     print_failures(summary.study)
     if tuner.screened:
         err.print(f"{tuner.screened} configuration(s) screened out before training by the limits", markup=False, highlight=False)
+    if tuner.stopped:
+        err.print(f"{tuner.stopped} run(s) stopped early: dominated at an epoch by a completed run (--no-early-stop trains every run in full)",
+                  markup=False, highlight=False)
     if summary.runs_here and summary.completed_here == 0 and not rows:
         raise typer.Exit(1)

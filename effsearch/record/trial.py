@@ -53,6 +53,10 @@ class TrialRecord:
     screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
     reference: the run measured a model that arrives trained exactly as given (no training); the sampler
     does not learn from it.
+    curve: the run's validation after each epoch (on its lead trial): epoch (from 1), metric (the torch
+    model's, on the validation set or a fixed part of it), energy_j and train_s spent so far.
+    stopped: why the run was stopped early (PRUNED, a training run: it counts toward the total; its curve
+    and what it spent are kept, nothing was exported).
     """
 
     lead: bool | None = None
@@ -73,6 +77,8 @@ class TrialRecord:
     untrained: dict[str, Any] | None = None
     screened: str | None = None
     reference: bool | None = None
+    curve: list[dict[str, Any]] | None = None
+    stopped: str | None = None
 
     def user_attrs(self) -> dict[str, Any]:
         """The fields that are set, as Optuna user attributes."""
@@ -158,6 +164,14 @@ class RecordedTrial:
         return dict(self.record.config or {})
 
     @property
+    def curve(self) -> list[dict[str, Any]]:
+        return list(self.record.curve or [])
+
+    @property
+    def stopped(self) -> bool:
+        return self.record.stopped is not None
+
+    @property
     def reason(self) -> str | None:
         """Why the trial failed (LOST where nothing recorded one), None unless it failed or was lost."""
         if self.lost:
@@ -176,13 +190,16 @@ class RecordedTrial:
     def is_training_run(self) -> bool:
         """Whether this trial stands for a training run that counts toward the study's total.
 
-        A run's lead trial that trained (finished, failed for a reason of its own, or still running on
-        another worker); not one whose worker was lost or that was interrupted: that run is run again.
+        A run's lead trial that trained (finished, stopped early, failed for a reason of its own, or still
+        running on another worker); not one whose worker was lost or that was interrupted: that run is run
+        again.
         """
         if not self.lead or self.lost:
             return False
         if self.state == TrialState.FAIL:
             return not str(self.reason).startswith(_NOT_COUNTED)
+        if self.state == TrialState.PRUNED:
+            return self.record.stopped is not None
         return self.state in (TrialState.COMPLETE, TrialState.RUNNING)
 
 

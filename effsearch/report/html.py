@@ -142,6 +142,37 @@ def _hv_fig(go: Any, r: Report) -> Any:
     return fig
 
 
+def _curves_fig(go: Any, r: Report) -> Any:
+    """The validation metric after each epoch, one line per run; runs stopped early dashed, in red."""
+    front_runs = {e.row.run for e in r.front}
+    groups = (("completed", "#b0b0b0", "solid"), ("on the front", _FRONT, "solid"), ("stopped early", "#d62728", "dash"))
+    fig = go.Figure()
+    shown: set[str] = set()
+    for c in r.curves:
+        group = "stopped early" if c.stopped else ("on the front" if c.run in front_runs else "completed")
+        _, color, dash = next(g for g in groups if g[0] == group)
+        text = f"run {c.run} (trial {c.trial})" + (f"<br>{c.stopped}" if c.stopped else "")
+        fig.add_trace(go.Scatter(
+            x=list(c.epochs), y=list(c.metric), mode="lines+markers", name=group, legendgroup=group,
+            showlegend=group not in shown, line=dict(color=color, dash=dash, width=1.5),
+            marker=dict(size=5, symbol=["circle"] * (len(c.epochs) - 1) + ["x" if c.stopped else "circle"]),
+            text=[text] * len(c.epochs), hovertemplate="%{text}<br>epoch %{x}: %{y:.4g}<extra></extra>",
+        ))
+        shown.add(group)
+    fig.update_layout(title=dict(text=f"Validation {r.info.metric_key} after each epoch (dashed: stopped early)", x=0.01),
+                      xaxis_title="epoch", yaxis_title=f"{r.info.metric_key} (validation, torch model)", height=400, **_LAYOUT)
+    return fig
+
+
+def _curves(r: Report) -> dict[str, Any] | None:
+    """What the page says about the curves, or None where no run recorded one."""
+    if not r.curves:
+        return None
+    stopped = [c for c in r.curves if c.stopped]
+    epochs = sum(len(c.epochs) for c in r.curves)
+    return {"runs": len(r.curves), "stopped": len(stopped), "epochs": epochs}
+
+
 def _parallel_fig(go: Any, r: Report) -> tuple[Any, dict[str, Any]]:
     """The parallel coordinates, and where the page's limits brush its latency and metric axes."""
     dims, index = [], {}
@@ -190,6 +221,8 @@ def _figures(go: Any, r: Report) -> tuple[dict[str, Any], dict[str, Any]]:
         figs["scatter-0"] = _trial_plot(go, r)
     if len(r.hypervolume.trials) >= 2:
         figs["hypervolume"] = _hv_fig(go, r)
+    if r.curves:
+        figs["curves"] = _curves_fig(go, r)
     if r.parallel:
         figs["parallel"], state["parcoords"] = _parallel_fig(go, r)
     if (imp := _importance_fig(go, r)) is not None:
@@ -291,7 +324,7 @@ def render_html(report: Report) -> str:
     page = _env().get_template("report.html.j2").render(
         name=info.name, metric_key=info.metric_key, energy_source=info.energy_source, facts=_facts(r), notes=r.notes,
         **_limits(r), front_head=_front_head(info), front_rows=[_front_row(r, e) for e in r.front],
-        baseline=_baseline(r), failed=failed, hypervolume=_hypervolume(r), importance_notes=_importance_notes(r),
+        baseline=_baseline(r), failed=failed, hypervolume=_hypervolume(r), importance_notes=_importance_notes(r), curves=_curves(r),
         scatter_divs=[k for k in figs if k.startswith("scatter-")], figure_divs=list(figs),
         css=_asset("report.css"), js=_asset("report.js"), plotly_js=Markup(get_plotlyjs()),
         state=_script_json(json.dumps(state, allow_nan=False, default=str)), figures=_script_json(figures),

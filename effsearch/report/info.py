@@ -21,6 +21,7 @@ from effsearch.storage import display_url
 
 __all__ = [
     "MIN_IMPORTANCE_RUNS",
+    "Curve",
     "Point",
     "FrontEntry",
     "Hypervolume",
@@ -78,6 +79,18 @@ class Hypervolume:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One run's validation after each epoch; stopped: why the run was stopped early, or None."""
+
+    trial: int
+    run: int
+    epochs: tuple[int, ...]
+    metric: tuple[float, ...]
+    energy_j: tuple[float | None, ...]
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
 class Importance:
     """fANOVA importance of each searched parameter for one objective, or why there is none."""
 
@@ -110,6 +123,7 @@ class Report:
     parallel: tuple[ParallelDim, ...]
     parallel_trials: tuple[int, ...]
     notes: tuple[str, ...]
+    curves: tuple[Curve, ...] = ()
 
     @property
     def complete(self) -> int:
@@ -140,6 +154,18 @@ def _points(study: optuna.Study, info: StudyInfo, front: set[int], knee_trial: i
         values = {k: float(v) for k, v in zip(info.objectives, t.values or ())}
         points.append(Point(state=state, values=values, **common))
     return points
+
+
+def _curves(study: optuna.Study) -> list[Curve]:
+    """Every run's curve, in run order (studies begun before curves were recorded have none)."""
+    out = []
+    for t in sorted((t for t in record.read_all(study) if t.lead and t.curve), key=lambda t: t.run):
+        pts = t.curve
+        out.append(Curve(
+            t.number, t.run, tuple(int(p["epoch"]) for p in pts), tuple(float(p["metric"]) for p in pts),
+            tuple(p.get("energy_j") for p in pts), t.record.stopped,
+        ))
+    return out
 
 
 def _hypervolume(study: optuna.Study, info: StudyInfo) -> Hypervolume:
@@ -277,4 +303,5 @@ def build_report(study: optuna.Study, url: str) -> Report:
         parallel=tuple(dims),
         parallel_trials=tuple(par_trials),
         notes=tuple(notes),
+        curves=tuple(_curves(study)),
     )

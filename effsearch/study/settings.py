@@ -11,6 +11,7 @@ import optuna
 from effsearch.constraints import Constraints
 from effsearch.space import SearchSpace
 from effsearch.storage import artifacts_root
+from effsearch.train.stopping import FIRST_STOP_EPOCH, STOP_MARGIN
 
 __all__ = ["TuneSettings", "TuneSummary"]
 
@@ -38,6 +39,9 @@ class TuneSettings:
     heartbeat_interval_s: int = 10
     heartbeat_grace_s: int = 30
     screening: bool = True  # off only to measure what screening saves (benchmarks/study_cost.py)
+    early_stop: bool = True  # --no-early-stop turns it off (train/stopping.py)
+    early_stop_margin: float = STOP_MARGIN
+    early_stop_first_epoch: int = FIRST_STOP_EPOCH
 
     @property
     def artifact_dir(self) -> Path:

@@ -20,6 +20,7 @@ from effsearch.pipeline import RunResult, run_training
 from effsearch.reference import run_reference
 from effsearch.space import TrainConfig
 from effsearch.study.create import Instruments
+from effsearch.study.early_stop import stop_rule
 from effsearch.study.give_up import GiveUp
 from effsearch.study.loop import is_connection_error, run_loop, runs_counted
 from effsearch.study.recording import Recorder, Shared
@@ -28,6 +29,7 @@ from effsearch.study.screening import MAX_SCREENED_IN_ROW, Screen, describe_conf
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.train.loaders import loader_options
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
+from effsearch.train.stopping import StopRule, unstoppable
 from effsearch.userfile import UserFile
 
 __all__ = ["Tuner", "config_of"]
@@ -82,6 +84,9 @@ class Tuner:
         self.device, _ = hardware_world_sizes()
         self.give_up = GiveUp(study)
         self.screened = 0  # configurations screened out here
+        self.stopped = 0  # runs stopped early here
+        # Why no run of this study can be stopped early (its objectives, or --no-early-stop), or None.
+        self.no_early_stop = unstoppable(settings.objectives, uf.metric_key) if settings.early_stop else "early stopping is off (--no-early-stop)"
         self.screened_in_row = 0
         self.closest_screened: tuple[str, TrainConfig] | None = None
         self._closest_excess = float("inf")
@@ -112,6 +117,8 @@ class Tuner:
             latency_seq_len=s.latency_seq_len or record.read_meta(self.study).get("latency", {}).get("sequence_length"),
         )
         screen = Screen(study=self.study, uf=self.uf, datasets=datasets, measurer=measurer, limits=s.constraints, on=s.screening)
+        if self.no_early_stop and s.early_stop:
+            log.warning("%s; every run trains its %d epochs", self.no_early_stop, s.epochs)
         with WorkerPool(self.uf.path, collective_timeout_s=s.collective_timeout_s) as pool:
             stats = run_loop(
                 self.study,
@@ -223,7 +230,7 @@ class Tuner:
                     self.uf, screen.datasets, measurer, config, precisions, self.s.artifact_dir / f"run-{trial.number}"
                 )
             else:
-                result = self._train(trial, config, pool, measurer, run, precisions)
+                result = self._train(trial, config, pool, measurer, run, precisions, self._stop_rule(trial, config, untrained))
         except TrialError as exc:
             record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
             if exc.structural:
@@ -237,6 +244,10 @@ class Tuner:
                     self.s.space.baseline(), user_attrs=record.baseline_attrs(reference=bool(record.current(trial).reference))
                 )
             raise
+        if result.lead.curve:
+            record.write(trial, curve=list(result.lead.curve))
+        if result.stopped:
+            raise self._stopped(trial, result)
         exported = result.exported
         record.write(
             trial,
@@ -263,8 +274,27 @@ class Tuner:
             raise TrialError(reason)
         return self.recorder.finish_lead(trial, lead_result)
 
+    def _stop_rule(self, trial: optuna.Trial, config: TrainConfig, untrained: dict[str, dict[str, Any]]) -> StopRule | None:
+        """The early-stopping rule of this run; None for the baseline, or where the study cannot stop runs."""
+        if self.no_early_stop or record.current(trial).baseline:
+            return None
+        return stop_rule(
+            self.study, objectives=self.s.objectives, metric_key=self.uf.metric_key,
+            maximize=self.uf.registration.metric_direction == "maximize", untrained=untrained, epochs=config.epochs,
+            margin=self.s.early_stop_margin, first_epoch=self.s.early_stop_first_epoch,
+        )
+
+    def _stopped(self, trial: optuna.Trial, result: RunResult) -> optuna.TrialPruned:
+        """Record a run stopped early: PRUNED with its reason, its curve and what it spent (not extrapolated)."""
+        spent = {"energy_j": result.energy_j, "energy_source": result.energy_source, "train_s": result.timing["train_s"]}
+        record.write(trial, stopped=result.stopped, timing=result.timing, metrics=spent)
+        self.stopped += 1
+        log.info("run of trial %d %s", trial.number, result.stopped)
+        return optuna.TrialPruned(result.stopped)
+
     def _train(
-        self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int, precisions: tuple[str, ...]
+        self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int, precisions: tuple[str, ...],
+        stop: StopRule | None = None,
     ) -> RunResult:
         threads = max(1, available_cores() // config.world_size) if self.device == "cpu" else 1
         # A run's artifacts share one folder: model.onnx (fp32) and model.<precision>.onnx.
@@ -278,5 +308,6 @@ class Tuner:
             threads_per_rank=threads,
             collective_timeout_s=self.s.collective_timeout_s,
             timeout_s=self.s.trial_timeout_s,
+            stop=stop,
             stage=lambda st: self.on_stage(run, st, -1),
         )

@@ -23,8 +23,10 @@ from effsearch.inputs import call, to_device
 from effsearch.space import TrainConfig
 from effsearch.train.levers import Mixed, Teacher
 from effsearch.train.schedules import build_scheduler
+from effsearch.train.stopping import StopRule
+from effsearch.train.validation import torch_metric, validation_part
 from effsearch.fingerprint import DataFingerprint
-from effsearch.userfile import UserFile, default_loss
+from effsearch.userfile import UserFile, default_loss, default_metric
 
 __all__ = ["RunSpec", "RankResult", "train_rank", "per_rank_batch", "first_batch"]
 
@@ -41,6 +43,7 @@ class RunSpec:
     (`finish(module, validation_set, artifact_dir) -> result`, a function of an importable module so it
     pickles; not of __main__, which ranks do not run); its result comes back as RankResult.artifact.
     data: the fingerprint of the driver's datasets; the pool refuses ranks whose datasets differ.
+    stop: the early-stopping rule applied after each epoch (train/stopping.py), or None: never stopped.
     """
 
     config: TrainConfig
@@ -52,14 +55,19 @@ class RunSpec:
     meter: str | None = None
     finish: Callable[[torch.nn.Module, Any, Path], Any] | None = None
     data: DataFingerprint | None = None
+    stop: StopRule | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RankResult:
     """What one rank reports after its run; prune and artifact are rank 0's (every rank prunes alike).
 
-    train_s and energy_j cover the training steps alone (see train_rank); energy_j is None where this
-    rank read no meter. setup_s: joining the process group; build_s: the model factory and pruning.
+    train_s and energy_j cover the training steps and each epoch's validation (see train_rank); energy_j
+    is None where this rank read no meter. setup_s: joining the process group; build_s: the model factory
+    and pruning.
+    curve: after each epoch, the torch model's metric on the validation set (or a fixed part of it), and
+    the run's energy (every rank's, summed) and this rank's training seconds so far, validation included.
+    stopped: why the run was stopped early (then nothing was exported), or None.
     """
 
     rank: int
@@ -72,6 +80,8 @@ class RankResult:
     build_s: float = 0.0
     prune: PruneReport | None = None
     artifact: Any = None
+    curve: tuple[dict[str, Any], ...] = ()
+    stopped: str | None = None
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:
@@ -95,11 +105,15 @@ class _Rank:
     world_size: int
     device: torch.device
     mixed: Mixed
+    curve: _Curve
     teacher: Teacher | None = None
 
 
-def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: _Rank) -> tuple[int, float]:
-    """Train `model` under DDP for `epochs` epochs, numbered from `first_epoch`; returns (steps, last loss)."""
+def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: _Rank, may_stop: bool) -> tuple[int, float]:
+    """Train `model` under DDP for `epochs` epochs, numbered from `first_epoch`; returns (steps, last loss).
+
+    After each epoch the curve takes its point; the run ends early where may_stop and the rule says so.
+    """
     cfg, device, world_size = ctx.cfg, ctx.device, ctx.world_size
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(ctx.train_set, num_replicas=world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
@@ -137,6 +151,8 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
             mixed.step(opt, ddp.parameters(), cfg.clip_norm)
             sched.step()
             steps += 1
+        if ctx.curve.after_epoch(model, first_epoch + epoch + 1, may_stop=may_stop):
+            break
     return steps, last
 
 
@@ -176,6 +192,50 @@ class _Window:
         if self._meter is not None:
             self.joules = (self.joules or 0.0) + float(self._meter.stop())
 
+    def lap(self) -> None:
+        """Bring seconds and joules up to now, inside the window, and go on measuring."""
+        self._line_up()
+        now = time.perf_counter()
+        self.seconds += now - self._t0
+        self._t0 = now
+        if self._meter is not None:
+            self.joules = (self.joules or 0.0) + float(self._meter.stop())
+            self._meter.start()
+
+
+class _Curve:
+    """After each epoch, inside the window: rank 0 validates; every rank reads its meter; the rule decides.
+
+    One all-reduce carries every rank's joules and rank 0's metric, so every rank applies the same rule to
+    the same figures and all stop together.
+    """
+
+    def __init__(self, *, val_set: Any, metric: Any, rule: StopRule | None, window: _Window, rank: int, world_size: int,
+                 device: torch.device) -> None:
+        self._data = validation_part(val_set) if rank == 0 else None
+        self._metric = metric
+        self._rule = rule
+        self._window = window
+        self._rank = rank
+        self._world_size = world_size
+        self._device = device
+        self.points: list[dict[str, Any]] = []
+        self.stopped: str | None = None
+
+    def after_epoch(self, model: torch.nn.Module, epoch: int, *, may_stop: bool) -> bool:
+        """Take the point of `epoch` (from 1); True when the run stops here."""
+        metric = torch_metric(model, self._data, self._metric, self._device) if self._rank == 0 else 0.0
+        self._window.lap()
+        joules = self._window.joules
+        both = torch.tensor([joules or 0.0, metric, float(joules is not None)], dtype=torch.float64, device=self._device)
+        if self._world_size > 1:
+            dist.all_reduce(both)
+        metric, energy = float(both[1]), (float(both[0]) if float(both[2]) > 0 else None)
+        self.points.append({"epoch": epoch, "metric": metric, "energy_j": energy, "train_s": self._window.seconds})
+        if may_stop and self._rule is not None:
+            self.stopped = self._rule.check(epoch, metric, energy)
+        return self.stopped is not None
+
 
 def _epochs_around_pruning(cfg: TrainConfig) -> tuple[int, int]:
     """(dense epochs before pruning, epochs after it); pruning at the start has no dense epochs."""
@@ -198,8 +258,11 @@ def train_rank(
 ) -> RankResult:
     """One rank of a run: build -> (train dense) -> prune -> train; then rank 0 runs spec.finish.
 
-    train_s and the meter's reading cover the training steps only, for every meter and placement:
-    not joining the group, building the model, pruning (at the start, or between the dense and the
+    Every epoch ends with a validation on rank 0 (the curve), within the window; a run stopped early
+    (spec.stop) ends there on every rank, and rank 0 exports nothing.
+
+    train_s and the meter's reading cover the training steps and each epoch's validation, for every
+    meter and placement: not joining the group, building the model, pruning (at the start, or between the dense and the
     fine-tuning epochs of prune_when="finetune": two windows, summed), nor rank 0's export afterwards.
     store: the rendezvous store for this run (a prefix of the driver's TCPStore).
     meter: an energy meter instance this rank reads over that window, or None.
@@ -224,6 +287,8 @@ def train_rank(
         timeout=timedelta(seconds=spec.collective_timeout_s),
     )
     window = _Window(meter, world_size=world_size, device=device)
+    curve = _Curve(val_set=val_set, metric=reg.metric or default_metric, rule=spec.stop, window=window, rank=rank,
+                   world_size=world_size, device=device)
     try:
         t0 = time.perf_counter()
         setup_s = t0 - t_setup
@@ -231,7 +296,7 @@ def train_rank(
         # The teacher: the model as given, before any pruning or training here.
         teacher = Teacher.of(model, cfg.distill, cfg.distill_temperature, device) if cfg.distill > 0 else None
         ctx = _Rank(cfg=cfg, train_set=train_set, loss_fn=reg.loss or default_loss, rank=rank, world_size=world_size,
-                    device=device, mixed=mixed, teacher=teacher)
+                    device=device, mixed=mixed, curve=curve, teacher=teacher)
         example = first_batch(train_set, 2)
         dense, after = _epochs_around_pruning(cfg)
         steps = 0
@@ -239,13 +304,14 @@ def train_rank(
             # train -> prune -> fine-tune: every rank holds identical weights, so pruning agrees across ranks.
             model.to(device)
             with window:
-                steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx)
+                # No stopping before the pruning epoch: the dense model's curve says little of the pruned one's.
+                steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx, may_stop=False)
             model.cpu()
         pruned = prune(model, example, cfg.prune_ratio, cfg.prune_importance)
         model.to(device)
         build_s = time.perf_counter() - t0 - window.seconds
         with window:
-            more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx)
+            more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx, may_stop=True)
         steps += more
         mixed.check(steps)
     finally:
@@ -253,8 +319,9 @@ def train_rank(
     result = RankResult(
         rank=rank, train_s=window.seconds, steps=steps, final_loss=last, skipped_steps=mixed.skipped,
         energy_j=window.joules, setup_s=setup_s, build_s=build_s, prune=pruned,
+        curve=tuple(curve.points), stopped=curve.stopped,
     )
-    if rank != 0 or spec.finish is None:
+    if rank != 0 or spec.finish is None or curve.stopped:
         return result
     artifact = spec.finish(model.cpu().eval(), val_set, Path(spec.artifact_dir))
     return dataclasses.replace(result, artifact=artifact)

@@ -1,6 +1,7 @@
-"""train_s and energy_j cover the training steps, for every meter: not building, pruning or export.
+"""train_s and energy_j cover the training steps and validations, for every meter: not building, pruning or export.
 
-A process-scope meter is read in every rank, a machine-scope one by rank 0 alone; both over one window.
+A process-scope meter is read in every rank, a machine-scope one by rank 0 alone; both over one window,
+read after each epoch (the curve's energy so far) without a gap.
 Fake meters that log their windows are installed as a third-party distribution (as tests/plugins/fakes
 are), and a user file logs when each process builds, takes a training step (its loss) and runs the
 module outside training (export, parity, FLOPs), all on the system-wide monotonic clock.
@@ -14,8 +15,10 @@ import textwrap
 from collections import defaultdict
 from pathlib import Path
 
+import optuna
 import pytest
 
+from effsearch import record
 from effsearch.pipeline import export_trained
 from effsearch.space import TrainConfig
 from effsearch.train.loop import RunSpec
@@ -161,25 +164,39 @@ def test_both_meter_scopes_cover_the_training_steps_and_nothing_else(meter, run_
     windows, phases = _read(log)
     rank_names = [f"effsearch-rank-{r}" for r in range(ranks)]
     in_ranks = [w for w in windows if w[1] in rank_names]
-    # The process meter: one window per rank; the machine meter: one window, rank 0's.
+    # The process meter is read by every rank, the machine meter by rank 0 alone: after each of the two
+    # epochs, and once more where the window closes.
     expected_readers = rank_names if meter == "windowprocess" else ["effsearch-rank-0"]
-    assert sorted(w[1] for w in in_ranks) == expected_readers, windows
+    assert sorted({w[1] for w in in_ranks}) == expected_readers, windows
+    assert all(sum(w[1] == r for w in in_ranks) == 3 for r in expected_readers), windows
     steps = [t for r in rank_names for t in phases["step"][r]]
     built = max(max(phases["build-end"][r]) for r in rank_names)
     last_step = max(steps)
-    exported = min(t for t in phases["eval"]["effsearch-rank-0"] if t > last_step)
-    for _, process, start, stop in in_ranks:
+    # Rank 0 runs the module outside training to validate after each epoch (within the window), then to
+    # export, check parity and count FLOPs (after it). The validation set is one batch: one call each.
+    after = sorted(t for t in phases["eval"]["effsearch-rank-0"] if t > last_step)
+    validated, exported = after[0], after[1]
+    for process in expected_readers:
+        mine = sorted((start, stop) for _, p, start, stop in in_ranks if p == process)
+        assert all(abs(b[0] - a[1]) < 0.01 for a, b in zip(mine, mine[1:])), "the readings leave a gap"
+        start, stop = mine[0][0], mine[-1][1]
         covered = steps if meter == "windowmachine" else phases["step"][process]
         assert start >= built, "the window opened before every rank had built its model"
         assert start <= min(covered) and stop >= max(covered), "a training step lies outside the window"
+        assert stop >= validated, "the last epoch's validation lies outside the window"
         assert stop <= exported, "the window includes rank 0's export"
 
     (row,) = json.loads(run_cli("pareto", "--json", env=env).stdout)
     m = row["metrics"]
     assert m["energy_source"] == meter
-    assert m["energy_j"] == pytest.approx(len(expected_readers) * 1.0)  # each window read once
+    assert m["energy_j"] == pytest.approx(len(in_ranks) * 1.0)  # each reading once
+    # The curve's energy after each epoch is every reader's so far, summed (each reading is 1 J here).
+    study = optuna.load_study(study_name="windows", storage=f"sqlite:///{tmp_path / 'studies' / 'effsearch.db'}")
+    (lead,) = [t for t in record.read_all(study) if t.lead]
+    readers = len(expected_readers)
+    assert [(p["epoch"], p["energy_j"]) for p in lead.curve] == [(1, readers * 1.0), (2, readers * 2.0)]
     # train_s is the window: well below the 1 s the model factory sleeps.
-    longest = max(stop - start for _, _, start, stop in in_ranks)
+    longest = max(max(w[3] for w in in_ranks if w[1] == r) - min(w[2] for w in in_ranks if w[1] == r) for r in expected_readers)
     assert m["train_s"] == pytest.approx(longest, abs=0.05)
     assert m["train_s"] < 1.0
 

@@ -1,0 +1,78 @@
+"""The early-stopping rule of one run, built from the study: the completed runs' curves and pre-training figures.
+
+The rule itself (when a run stops) is train/stopping.py; here are the references it compares against,
+read from the study when the run starts (runs that complete while it trains on another worker join the
+next run's references).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from effsearch import record
+from effsearch.train.stopping import CATCH_UP, FIRST_STOP_EPOCH, PRE_TRAINING, STOP_MARGIN, Point, StopRule, pre_training_value
+
+__all__ = ["stop_rule"]
+
+log = logging.getLogger(__name__)
+
+
+def _references(study: optuna.Study, figures: tuple[str, ...], epochs: int, maximize: bool) -> dict[int, tuple[Point, ...]]:
+    """Per epoch, one point per feasible finished precision of every run that completed its `epochs`."""
+    every = record.read_all(study)
+    leads = {t.number: t for t in every if t.lead}
+    points: dict[int, list[Point]] = defaultdict(list)
+    for t in every:
+        if t.state != TrialState.COMPLETE or t.infeasible or t.reference or not t.record.untrained:
+            continue
+        lead = leads.get(t.run_trial)
+        if lead is None or lead.stopped or len(lead.curve) != epochs or lead.config.get("epochs") != epochs:
+            continue
+        try:
+            own = tuple(pre_training_value(k, t.record.untrained) for k in figures)
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue  # figures recorded before this protocol: not comparable
+        last = float(lead.curve[-1]["metric"])
+        for p in lead.curve:
+            metric = float(p["metric"])
+            gain = max(0.0, last - metric if maximize else metric - last)
+            points[int(p["epoch"])].append(Point(lead.run, metric, p.get("energy_j"), own, gain))
+    return {k: tuple(v) for k, v in points.items()}
+
+
+def stop_rule(
+    study: optuna.Study,
+    *,
+    objectives: tuple[str, ...],
+    metric_key: str,
+    maximize: bool,
+    untrained: dict[str, dict[str, Any]],
+    epochs: int,
+    margin: float = STOP_MARGIN,
+    catch_up: float = CATCH_UP,
+    first_epoch: int = FIRST_STOP_EPOCH,
+) -> StopRule | None:
+    """The rule for a run whose precisions measured `untrained` before training; None where it cannot stop.
+
+    None when a precision's pre-training figures are missing (the run trains in full) or there is no
+    completed run to compare with yet.
+    """
+    figures = tuple(k for k in objectives if k in PRE_TRAINING)
+    try:
+        own = tuple(tuple(pre_training_value(k, u) for k in figures) for u in untrained.values())
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+    if not own:
+        return None
+    references = _references(study, figures, epochs, maximize)
+    if not references:
+        return None
+    return StopRule(
+        metric_key, maximize, figures, own, references, energy="energy_j" in objectives, epochs=epochs,
+        margin=margin, catch_up=catch_up, first_epoch=first_epoch,
+    )
