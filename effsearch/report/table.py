@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from effsearch.results.front import FrontRow, StudyInfo, at_least
 
@@ -100,5 +101,6 @@ def failures_table(failed: list[tuple[int, int, dict[str, Any], str]]) -> Table:
     table.add_column("precision")
     table.add_column("reason", overflow="fold")
     for number, run, params, reason in failed:
-        table.add_row(str(number), str(run), str(params.get("precision", "-")), reason)
+        # A reason quotes what failed (a path in brackets, say): text, never markup.
+        table.add_row(str(number), str(run), str(params.get("precision", "-")), Text(reason))
     return table

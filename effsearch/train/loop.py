@@ -127,37 +127,40 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     ddp.train()
     mixed, teacher = ctx.mixed, ctx.teacher
     for epoch in range(epochs):
-        sampler.set_epoch(first_epoch + epoch)
-        for x, y in loader:
-            x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            with mixed.autocast():
-                out = call(ddp, x)
-                loss = ctx.loss_fn(out, y)
-            if teacher is not None:
-                loss = teacher.loss(loss, out, x, y, mixed)
-            seen = loss.detach().float().clone()
-            if world_size > 1:
-                # Every rank sees the same mean loss, so all stop together on a non-finite one.
-                dist.all_reduce(seen)
-                seen /= world_size
-            last = float(seen)
-            if not math.isfinite(last):
-                where = "" if mixed.precision == "fp32" else f" (training in {mixed.precision})"
-                raise TrialError(
-                    f"non-finite loss ({last}) at epoch {first_epoch + epoch + 1}, step {steps + 1}{where}; lower lr or set clip_norm"
-                )
-            mixed.backward(loss)
-            mixed.step(opt, ddp.parameters(), cfg.clip_norm)
-            sched.step()
-            steps += 1
-        if ctx.curve.after_epoch(model, first_epoch + epoch + 1, may_stop=may_stop):
+        # The window: this epoch's steps and its validation; the rule is applied between windows.
+        with ctx.curve.window:
+            sampler.set_epoch(first_epoch + epoch)
+            for x, y in loader:
+                x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                with mixed.autocast():
+                    out = call(ddp, x)
+                    loss = ctx.loss_fn(out, y)
+                if teacher is not None:
+                    loss = teacher.loss(loss, out, x, y, mixed)
+                seen = loss.detach().float().clone()
+                if world_size > 1:
+                    # Every rank sees the same mean loss, so all stop together on a non-finite one.
+                    dist.all_reduce(seen)
+                    seen /= world_size
+                last = float(seen)
+                if not math.isfinite(last):
+                    where = "" if mixed.precision == "fp32" else f" (training in {mixed.precision})"
+                    raise TrialError(
+                        f"non-finite loss ({last}) at epoch {first_epoch + epoch + 1}, step {steps + 1}{where}; lower lr or set clip_norm"
+                    )
+                mixed.backward(loss)
+                mixed.step(opt, ddp.parameters(), cfg.clip_norm)
+                sched.step()
+                steps += 1
+            metric = ctx.curve.validate(model)
+        if ctx.curve.after_epoch(first_epoch + epoch + 1, metric, may_stop=may_stop):
             break
     return steps, last
 
 
 class _Window:
-    """The window train_s and energy_j cover: the training steps, entered once per training phase.
+    """The window train_s and energy_j cover: an epoch's training steps and its validation, entered per epoch.
 
     Every rank enters and leaves it together (a barrier at each end), so a machine-wide meter read by
     rank 0 alone spans every rank's steps and nothing after them; GPU work is synchronised at both ends.
@@ -181,6 +184,9 @@ class _Window:
         self._line_up()
         if self._meter is not None:
             self._meter.start()
+        # Between two barriers (on every rank, meter or not): after every rank is ready, before any rank
+        # steps, since rank 0 alone may read the machine's meter and the others would not wait for it.
+        self._line_up()
         self._t0 = time.perf_counter()
         return self
 
@@ -192,22 +198,12 @@ class _Window:
         if self._meter is not None:
             self.joules = (self.joules or 0.0) + float(self._meter.stop())
 
-    def lap(self) -> None:
-        """Bring seconds and joules up to now, inside the window, and go on measuring."""
-        self._line_up()
-        now = time.perf_counter()
-        self.seconds += now - self._t0
-        self._t0 = now
-        if self._meter is not None:
-            self.joules = (self.joules or 0.0) + float(self._meter.stop())
-            self._meter.start()
-
 
 class _Curve:
-    """After each epoch, inside the window: rank 0 validates; every rank reads its meter; the rule decides.
+    """Each epoch's point: rank 0 validates inside the epoch's window; after it, the rule decides.
 
-    One all-reduce carries every rank's joules and rank 0's metric, so every rank applies the same rule to
-    the same figures and all stop together.
+    One all-reduce carries every rank's joules so far and rank 0's metric, so every rank applies the same
+    rule to the same figures and all stop together.
     """
 
     def __init__(self, *, val_set: Any, metric: Any, rule: StopRule | None, window: _Window, rank: int, world_size: int,
@@ -215,23 +211,25 @@ class _Curve:
         self._data = validation_part(val_set) if rank == 0 else None
         self._metric = metric
         self._rule = rule
-        self._window = window
+        self.window = window
         self._rank = rank
         self._world_size = world_size
         self._device = device
         self.points: list[dict[str, Any]] = []
         self.stopped: str | None = None
 
-    def after_epoch(self, model: torch.nn.Module, epoch: int, *, may_stop: bool) -> bool:
-        """Take the point of `epoch` (from 1); True when the run stops here."""
-        metric = torch_metric(model, self._data, self._metric, self._device) if self._rank == 0 else 0.0
-        self._window.lap()
-        joules = self._window.joules
+    def validate(self, model: torch.nn.Module) -> float:
+        """The metric after this epoch (rank 0; the other ranks wait at the window's end)."""
+        return torch_metric(model, self._data, self._metric, self._device) if self._rank == 0 else 0.0
+
+    def after_epoch(self, epoch: int, metric: float, *, may_stop: bool) -> bool:
+        """Take the point of `epoch` (from 1), once its window closed; True when the run stops here."""
+        joules = self.window.joules
         both = torch.tensor([joules or 0.0, metric, float(joules is not None)], dtype=torch.float64, device=self._device)
         if self._world_size > 1:
             dist.all_reduce(both)
         metric, energy = float(both[1]), (float(both[0]) if float(both[2]) > 0 else None)
-        self.points.append({"epoch": epoch, "metric": metric, "energy_j": energy, "train_s": self._window.seconds})
+        self.points.append({"epoch": epoch, "metric": metric, "energy_j": energy, "train_s": self.window.seconds})
         if may_stop and self._rule is not None:
             self.stopped = self._rule.check(epoch, metric, energy)
         return self.stopped is not None
@@ -262,8 +260,9 @@ def train_rank(
     (spec.stop) ends there on every rank, and rank 0 exports nothing.
 
     train_s and the meter's reading cover the training steps and each epoch's validation, for every
-    meter and placement: not joining the group, building the model, pruning (at the start, or between the dense and the
-    fine-tuning epochs of prune_when="finetune": two windows, summed), nor rank 0's export afterwards.
+    meter and placement, one window per epoch, summed: not joining the group, building the model,
+    pruning (at the start, or between the dense and the fine-tuning epochs of prune_when="finetune"),
+    the rule between epochs, nor rank 0's export afterwards.
     store: the rendezvous store for this run (a prefix of the driver's TCPStore).
     meter: an energy meter instance this rank reads over that window, or None.
     """
@@ -303,15 +302,13 @@ def train_rank(
         if dense:
             # train -> prune -> fine-tune: every rank holds identical weights, so pruning agrees across ranks.
             model.to(device)
-            with window:
-                # No stopping before the pruning epoch: the dense model's curve says little of the pruned one's.
-                steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx, may_stop=False)
+            # No stopping before the pruning epoch: the dense model's curve says little of the pruned one's.
+            steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx, may_stop=False)
             model.cpu()
         pruned = prune(model, example, cfg.prune_ratio, cfg.prune_importance)
         model.to(device)
         build_s = time.perf_counter() - t0 - window.seconds
-        with window:
-            more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx, may_stop=True)
+        more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx, may_stop=True)
         steps += more
         mixed.check(steps)
     finally:

@@ -242,3 +242,14 @@ def test_serve_binds_loopback(digits_study: tuple[Path, str]) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_failure_reason_with_brackets_is_printed_as_text_not_markup() -> None:
+    from rich.console import Console
+
+    from effsearch.report.table import failures_table
+
+    reason = "rank 1: RuntimeError: [/__w/pytorch/third_party/gloo/unbound_buffer.cc:129] Timed out"
+    console = Console(record=True, width=200)
+    console.print(failures_table([(3, 2, {"precision": "fp32"}, reason)]))
+    assert reason in console.export_text()
