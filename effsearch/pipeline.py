@@ -158,9 +158,9 @@ def run_training(
     pool.ensure(config.world_size)
     stage("training")
     ranks, energy, run_wall = _train(pool, spec, timeout_s)
+    trained = {"train_s": max(r.train_s for r in ranks), "build_s": max(r.build_s for r in ranks), "run_s": run_wall}
     if ranks[0].stopped:
-        timing = {"wall_s": time.perf_counter() - t_start, "train_s": max(r.train_s for r in ranks),
-                  "build_s": max(r.build_s for r in ranks), "run_s": run_wall}
+        timing = {"wall_s": time.perf_counter() - t_start, **trained}
         return RunResult(config, ranks, energy, measurer.energy_source, timing, [])
     exported: Exported = ranks[0].artifact
     common = {
@@ -169,7 +169,7 @@ def run_training(
         "param_count": exported.flops.param_count,
         "energy_j": energy,
         "energy_source": measurer.energy_source,
-        "train_s": max(r.train_s for r in ranks),
+        "train_s": trained["train_s"],
     }
     if config.train_precision == "fp16":
         # Every rank skips the same steps (their gradients are all-reduced before the scaler looks).
@@ -183,9 +183,7 @@ def run_training(
         t_measure += measured_s
     timing = {
         "wall_s": time.perf_counter() - t_start,
-        "train_s": common["train_s"],
-        "build_s": max(r.build_s for r in ranks),
-        "run_s": run_wall,
+        **trained,
         "export_s": exported.export_s,
         "quantize_s": t_quant,
         "measure_s": t_measure,

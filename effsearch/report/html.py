@@ -145,12 +145,12 @@ def _hv_fig(go: Any, r: Report) -> Any:
 def _curves_fig(go: Any, r: Report) -> Any:
     """The validation metric after each epoch, one line per run; runs stopped early dashed, in red."""
     front_runs = {e.row.run for e in r.front}
-    groups = (("completed", "#b0b0b0", "solid"), ("on the front", _FRONT, "solid"), ("stopped early", "#d62728", "dash"))
+    styles = {"completed": ("#b0b0b0", "solid"), "on the front": (_FRONT, "solid"), "stopped early": ("#d62728", "dash")}
     fig = go.Figure()
     shown: set[str] = set()
     for c in r.curves:
         group = "stopped early" if c.stopped else ("on the front" if c.run in front_runs else "completed")
-        _, color, dash = next(g for g in groups if g[0] == group)
+        color, dash = styles[group]
         text = f"run {c.run} (trial {c.trial})" + (f"<br>{c.stopped}" if c.stopped else "")
         fig.add_trace(go.Scatter(
             x=list(c.epochs), y=list(c.metric), mode="lines+markers", name=group, legendgroup=group,
@@ -168,9 +168,7 @@ def _curves(r: Report) -> dict[str, Any] | None:
     """What the page says about the curves, or None where no run recorded one."""
     if not r.curves:
         return None
-    stopped = [c for c in r.curves if c.stopped]
-    epochs = sum(len(c.epochs) for c in r.curves)
-    return {"runs": len(r.curves), "stopped": len(stopped), "epochs": epochs}
+    return {"runs": len(r.curves), "stopped": sum(bool(c.stopped) for c in r.curves), "epochs": sum(len(c.epochs) for c in r.curves)}
 
 
 def _parallel_fig(go: Any, r: Report) -> tuple[Any, dict[str, Any]]:

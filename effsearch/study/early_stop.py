@@ -7,7 +7,6 @@ next run's references).
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from typing import Any
 
@@ -19,7 +18,13 @@ from effsearch.train.stopping import CATCH_UP, FIRST_STOP_EPOCH, PRE_TRAINING, S
 
 __all__ = ["stop_rule"]
 
-log = logging.getLogger(__name__)
+
+def _compared(untrained: dict[str, Any], figures: tuple[str, ...]) -> tuple[float, ...] | None:
+    """A precision's pre-training figures in `figures`' order; None where recorded before this protocol."""
+    try:
+        return tuple(pre_training_value(k, untrained) for k in figures)
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
 
 
 def _references(study: optuna.Study, figures: tuple[str, ...], epochs: int, maximize: bool) -> dict[int, tuple[Point, ...]]:
@@ -33,10 +38,9 @@ def _references(study: optuna.Study, figures: tuple[str, ...], epochs: int, maxi
         lead = leads.get(t.run_trial)
         if lead is None or lead.stopped or len(lead.curve) != epochs or lead.config.get("epochs") != epochs:
             continue
-        try:
-            own = tuple(pre_training_value(k, t.record.untrained) for k in figures)
-        except (KeyError, TypeError, ZeroDivisionError):
-            continue  # figures recorded before this protocol: not comparable
+        own = _compared(t.record.untrained, figures)
+        if own is None:
+            continue
         last = float(lead.curve[-1]["metric"])
         for p in lead.curve:
             metric = float(p["metric"])
@@ -63,11 +67,8 @@ def stop_rule(
     completed run to compare with yet.
     """
     figures = tuple(k for k in objectives if k in PRE_TRAINING)
-    try:
-        own = tuple(tuple(pre_training_value(k, u) for k in figures) for u in untrained.values())
-    except (KeyError, TypeError, ZeroDivisionError):
-        return None
-    if not own:
+    own = tuple(_compared(u, figures) for u in untrained.values())
+    if not own or None in own:
         return None
     references = _references(study, figures, epochs, maximize)
     if not references:

@@ -95,12 +95,15 @@ class StopRule:
     catch_up: float = CATCH_UP
     first_epoch: int = FIRST_STOP_EPOCH
 
+    def _margin(self, ref: Point) -> float:
+        return max(self.margin * abs(ref.metric), self.catch_up * ref.gain)
+
     def _better(self, ref: Point, metric: float) -> bool:
         """Whether `ref` beats `metric` by more than the margin (a non-finite metric is beaten by any)."""
         if not math.isfinite(metric):
             return math.isfinite(ref.metric)
         gap = ref.metric - metric if self.maximize else metric - ref.metric
-        return gap > max(self.margin * abs(ref.metric), self.catch_up * ref.gain)
+        return gap > self._margin(ref)
 
     def _dominates(self, ref: Point, metric: float, energy_j: float | None, figures: tuple[float, ...]) -> bool:
         if not self._better(ref, metric):
@@ -126,6 +129,6 @@ class StopRule:
         also = " and training energy" if self.energy else ""
         return (
             f"stopped after epoch {epoch}{of}: every precision point is dominated by a completed run's at the same epoch "
-            f"(run {best.run}: {self.metric_key} {best.metric:.4g} vs {metric:.4g}, margin {max(self.margin * abs(best.metric), self.catch_up * best.gain):.3g}, "
+            f"(run {best.run}: {self.metric_key} {best.metric:.4g} vs {metric:.4g}, margin {self._margin(best):.3g}, "
             f"with pre-training figures{also} no worse)"
         )
