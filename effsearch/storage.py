@@ -7,6 +7,7 @@ import random
 import re
 import time
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import warnings
 
@@ -26,9 +27,11 @@ DEFAULT_STORAGE = "sqlite:///studies/effsearch.db"
 def resolve_url(url: str | None) -> str:
     """The storage URL to use: the default SQLite file under the working directory, made absolute.
 
-    A plain `postgresql://` URL gets the psycopg 3 driver. Nothing is created here.
+    A plain `postgresql://` URL gets the psycopg 3 driver, and a password's '@' is percent-encoded:
+    SQLAlchemy ends the user info at the first '@', and would take the password's tail for the host.
+    Nothing is created here.
     """
-    url = url or DEFAULT_STORAGE
+    url = _encode_password_at(url or DEFAULT_STORAGE)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).resolve()
         return f"sqlite:///{path}"
@@ -41,11 +44,78 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
+# scheme://rest: the part of a URL before its user info.
+_SCHEME = re.compile(r"^([A-Za-z][\w+.-]*://)(.*)$", re.DOTALL)
+# A password given as a query key (libpq reads `?password=`); SQLAlchemy renders it as given.
+_PASSWORD_KEY = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_MASK = "***"
+
+
+def _userinfo(url: str) -> tuple[str, str, str | None, str] | None:
+    """(scheme://, user, password or None, what follows the user info), or None for a URL without user info.
+
+    The user info ends at the LAST '@' of the URL, so that a password holding '@', '/', '?' or '#' (not
+    percent-encoded, as a valid URL would have it) is taken whole. A query holding '@' then makes more of
+    the URL look like a password: it is masked too, never shown.
+    """
+    m = _SCHEME.match(url)
+    if m is None or m.group(2).startswith("/"):  # not a URL, or one without a host (sqlite:///path)
+        return None
+    scheme, rest = m.groups()
+    userinfo, at, after = rest.rpartition("@")
+    if not at:
+        return None
+    user, colon, password = userinfo.partition(":")
+    return scheme, user, password if colon else None, after
+
+
+def _encode_password_at(url: str) -> str:
+    """The URL with each '@' SQLAlchemy would end the user info at percent-encoded, while it would leave
+    an '@' in the host (no host has one): `bob:p@ss@host` -> `bob:p%40ss@host`. An '@' in the query stays."""
+    from sqlalchemy.engine import make_url
+
+    for _ in range(url.count("@")):
+        try:
+            host = make_url(url).host
+        except Exception:
+            return url
+        m = _SCHEME.match(url)
+        if not host or "@" not in host or m is None:
+            break
+        url = m.group(1) + m.group(2).replace("@", "%40", 1)
+    return url
+
+
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***: in the user-info part and as a `password=` query key."""
-    # The user info ends at the LAST '@' before the host, so a password holding '@' is masked whole.
-    url = re.sub(r"(://[^:/@?#]+:)[^/?#]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+    """The URL with any password replaced by ***: in the user info and as a `password=` query key.
+
+    Parsed and rendered by SQLAlchemy (`make_url`, `hide_password=True`) after the user info is split off
+    at its last '@'; a URL that SQLAlchemy cannot parse is masked from that split alone.
+    """
+    parts = _userinfo(url)
+    if parts is None or parts[2] is None:
+        return _PASSWORD_KEY.sub(rf"\1{_MASK}", url)
+    scheme, user, password, after = parts
+    from sqlalchemy.engine import make_url
+
+    try:
+        # Percent-encoded, any password parses; it is not shown, so its encoding does not matter.
+        parsed = make_url(f"{scheme}{quote(user, safe='%')}:{quote(password, safe='')}@{after}")
+        shown = parsed.render_as_string(hide_password=True)
+    except Exception:
+        shown = f"{scheme}{user}:{_MASK}@{after}"
+    return _PASSWORD_KEY.sub(rf"\1{_MASK}", shown)
+
+
+def _scrub(text: str, url: str) -> str:
+    """`text` (an error message about `url`) with the URL's passwords, as given and decoded, masked."""
+    parts = _userinfo(url)
+    secrets = [m.group(0).split("=", 1)[1] for m in _PASSWORD_KEY.finditer(url)]
+    if parts is not None and parts[2]:
+        secrets.append(parts[2])
+    for secret in (s for raw in secrets for s in {raw, unquote(raw)} if s):
+        text = text.replace(secret, _MASK)
+    return text
 
 
 def display_url(url: str) -> str:
@@ -124,7 +194,7 @@ def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: in
                 time.sleep(0.2 + random.random() * (attempt + 1))
                 continue
             first = (str(exc).splitlines() or [""])[0]
-            raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {first}") from exc
+            raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {_scrub(first, url)}") from exc
     raise AssertionError("unreachable")
 
 
