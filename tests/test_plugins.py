@@ -156,6 +156,25 @@ def test_asking_for_one_plugin_imports_only_that_one(site: Path) -> None:
     assert "effsearch_oddplugins" in sys.modules
 
 
+def _runs_on_first_provider(target_cls) -> bool:
+    """Whether an onnxruntime session made with the target's providers runs a model on the first of them."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    try:
+        providers = target_cls().providers()
+        session = ort.InferenceSession(model.SerializeToString(), providers=providers)
+        session.run(None, {"x": np.zeros((1, 2), np.float32)})
+    except Exception:
+        return False
+    return providers[0] in session.get_providers()
+
+
 def test_latency_target_contract() -> None:
     import onnxruntime as ort
 
@@ -163,7 +182,11 @@ def test_latency_target_contract() -> None:
     assert {"cpu", "cuda"} <= {p.name for p in targets}
     for p in targets:
         reason = p.obj.unavailable()
-        assert reason is None or (isinstance(reason, str) and reason)
+        # Usable exactly when onnxruntime runs a model on the target's first provider here (it would
+        # otherwise fall back to the CPU, and latency would be timed on what the target does not name).
+        runs = _runs_on_first_provider(p.obj)
+        assert (reason is None) == runs, f"{p.name}: unavailable() is {reason!r}, a session runs on its provider: {runs}"
+        assert reason is None or reason.strip(), f"{p.name}: an empty reason"
         if reason is None:
             providers = p.obj().providers()
             assert providers and all(isinstance(x, str) for x in providers)

@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.measure.blocks import measure_blocks
 from effsearch.pretrain import _export, measure_untrained
+from effsearch.results.front import front_rows
 from effsearch.space import TrainConfig
 from effsearch.userfile import load_user_file
 
@@ -128,8 +129,10 @@ def test_the_sampler_learns_from_screened_configurations(write_user_file, run_cl
     for t in record.read_all(study):
         if t.record.screened is not None:
             assert not t.is_training_run
-    front = [t.number for t in study.best_trials]
-    assert front and not any(study.trials[n].state == TrialState.PRUNED for n in front)
+    # The front a user is shown (and exports from) holds only configurations that meet the limit.
+    front = front_rows(study)
+    limit_bytes = float(f"{limit_mb:.6f}") * 1e6
+    assert front and all(r.metrics["size_bytes"] <= limit_bytes for r in front), [(r.trial, r.metrics["size_bytes"]) for r in front]
 
 
 def test_fifty_screened_suggestions_in_a_row_stop_tune_with_the_closest_configuration(write_user_file, run_cli, tmp_path) -> None:
