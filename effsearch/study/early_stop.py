@@ -7,6 +7,7 @@ next run's references).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -27,8 +28,24 @@ def _compared(untrained: dict[str, Any], figures: tuple[str, ...]) -> tuple[floa
         return None
 
 
-def _references(study: optuna.Study, figures: tuple[str, ...], epochs: int, maximize: bool) -> dict[int, tuple[Point, ...]]:
-    """Per epoch, one point per feasible finished precision of every run that completed its `epochs`."""
+def _finite(value: Any) -> float:
+    """A recorded figure as a float; NaN where it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _references(
+    study: optuna.Study, figures: tuple[str, ...], epochs: int, metric_key: str, maximize: bool
+) -> dict[int, tuple[Point, ...]]:
+    """Per epoch, one point per feasible finished precision of every run that completed its `epochs`.
+
+    A precision's curve is the run's torch curve shifted by that precision's final metric (measured on its
+    artifact) minus the torch metric of the last epoch: what its artifact lost against the torch model
+    (an int8 quantization's cost), it loses at every epoch. A precision without a finite final metric
+    is no reference.
+    """
     every = record.read_all(study)
     leads = {t.number: t for t in every if t.lead}
     points: dict[int, list[Point]] = defaultdict(list)
@@ -39,13 +56,14 @@ def _references(study: optuna.Study, figures: tuple[str, ...], epochs: int, maxi
         if lead is None or lead.stopped or len(lead.curve) != epochs or lead.config.get("epochs") != epochs:
             continue
         own = _compared(t.record.untrained, figures)
-        if own is None:
-            continue
         last = float(lead.curve[-1]["metric"])
+        final = _finite(t.metrics.get(metric_key))
+        if own is None or not math.isfinite(final - last):
+            continue
         for p in lead.curve:
             metric = float(p["metric"])
             gain = max(0.0, last - metric if maximize else metric - last)
-            points[int(p["epoch"])].append(Point(lead.run, metric, p.get("energy_j"), own, gain))
+            points[int(p["epoch"])].append(Point(lead.run, metric + final - last, p.get("energy_j"), own, gain))
     return {k: tuple(v) for k, v in points.items()}
 
 
@@ -70,7 +88,7 @@ def stop_rule(
     own = tuple(_compared(u, figures) for u in untrained.values())
     if not own or None in own:
         return None
-    references = _references(study, figures, epochs, maximize)
+    references = _references(study, figures, epochs, metric_key, maximize)
     if not references:
         return None
     return StopRule(

@@ -56,6 +56,7 @@ class RunSpec:
     finish: Callable[[torch.nn.Module, Any, Path], Any] | None = None
     data: DataFingerprint | None = None
     stop: StopRule | None = None
+    channel_multiple: int | None = None  # the study's; None: this host's (compress/prune: channel_multiple)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +130,8 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     for epoch in range(epochs):
         # The window: this epoch's steps and its validation; the rule is applied between windows.
         with ctx.curve.window:
+            if epoch == 0 and may_stop:
+                ctx.curve.before(model, first_epoch)
             sampler.set_epoch(first_epoch + epoch)
             for x, y in loader:
                 x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
@@ -153,7 +156,7 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
                 mixed.step(opt, ddp.parameters(), cfg.clip_norm)
                 sched.step()
                 steps += 1
-            metric = ctx.curve.validate(model)
+            metric = ctx.curve.validate(model, first_epoch + epoch + 1)
         if ctx.curve.after_epoch(first_epoch + epoch + 1, metric, may_stop=may_stop):
             break
     return steps, last
@@ -199,15 +202,23 @@ class _Window:
             self.joules = (self.joules or 0.0) + float(self._meter.stop())
 
 
+# How long the other ranks wait for rank 0's validation: as long as it takes. Not a collective, whose
+# timeout (the process group's) stays on the training steps so that a dead rank is still caught; a rank
+# that dies while rank 0 validates, or a run past its timeout, is caught by the driver (train/pool.py),
+# which replaces every rank of the run.
+_VALIDATION_WAIT = timedelta(days=7)
+
+
 class _Curve:
     """Each epoch's point: rank 0 validates inside the epoch's window; after it, the rule decides.
 
-    One all-reduce carries every rank's joules so far and rank 0's metric, so every rank applies the same
-    rule to the same figures and all stop together.
+    One all-reduce carries every rank's joules so far and rank 0's metrics, so every rank applies the same
+    rule to the same figures and all stop together. Where a rule may stop the run, rank 0 also validates
+    the model before the phase's first epoch: the rule takes the run's own gain over each epoch.
     """
 
     def __init__(self, *, val_set: Any, metric: Any, rule: StopRule | None, window: _Window, rank: int, world_size: int,
-                 device: torch.device) -> None:
+                 device: torch.device, store: dist.Store) -> None:
         self._data = validation_part(val_set) if rank == 0 else None
         self._metric = metric
         self._rule = rule
@@ -215,23 +226,44 @@ class _Curve:
         self._rank = rank
         self._world_size = world_size
         self._device = device
+        self._store = store
+        self._previous = math.nan  # the metric one epoch before (rank 0's; 0 on the others until reduced)
         self.points: list[dict[str, Any]] = []
         self.stopped: str | None = None
 
-    def validate(self, model: torch.nn.Module) -> float:
-        """The metric after this epoch (rank 0; the other ranks wait at the window's end)."""
-        return torch_metric(model, self._data, self._metric, self._device) if self._rank == 0 else 0.0
+    def _validate(self, model: torch.nn.Module, key: str) -> float:
+        """The metric on rank 0 (0 on the others, which wait for it however long it takes)."""
+        if self._rank == 0:
+            metric = torch_metric(model, self._data, self._metric, self._device)
+            if self._world_size > 1:
+                self._store.set(f"effsearch-validated/{key}", "1")
+            return metric
+        self._store.wait([f"effsearch-validated/{key}"], _VALIDATION_WAIT)
+        return 0.0
+
+    def before(self, model: torch.nn.Module, epoch: int) -> None:
+        """Validate the model about to train epoch `epoch` + 1, where the rule may stop the run after it."""
+        if self._rule is not None and self._rule.first_epoch <= epoch + 1 < self._rule.epochs:
+            # A validation's loader draws from the random state: fork it, so a run trains alike with a rule or without.
+            with torch.random.fork_rng(devices=[]):
+                self._previous = self._validate(model, f"before-{epoch + 1}")
+
+    def validate(self, model: torch.nn.Module, epoch: int) -> float:
+        """The metric after `epoch` (from 1)."""
+        return self._validate(model, str(epoch))
 
     def after_epoch(self, epoch: int, metric: float, *, may_stop: bool) -> bool:
         """Take the point of `epoch` (from 1), once its window closed; True when the run stops here."""
         joules = self.window.joules
-        both = torch.tensor([joules or 0.0, metric, float(joules is not None)], dtype=torch.float64, device=self._device)
+        previous = self._previous if self._rank == 0 else 0.0
+        figures = torch.tensor([joules or 0.0, metric, float(joules is not None), previous], dtype=torch.float64, device=self._device)
         if self._world_size > 1:
-            dist.all_reduce(both)
-        metric, energy = float(both[1]), (float(both[0]) if float(both[2]) > 0 else None)
+            dist.all_reduce(figures)
+        metric, energy, previous = float(figures[1]), (float(figures[0]) if float(figures[2]) > 0 else None), float(figures[3])
         self.points.append({"epoch": epoch, "metric": metric, "energy_j": energy, "train_s": self.window.seconds})
+        self._previous = metric
         if may_stop and self._rule is not None:
-            self.stopped = self._rule.check(epoch, metric, energy)
+            self.stopped = self._rule.check(epoch, metric, energy, previous=previous)
         return self.stopped is not None
 
 
@@ -256,8 +288,10 @@ def train_rank(
 ) -> RankResult:
     """One rank of a run: build -> (train dense) -> prune -> train; then rank 0 runs spec.finish.
 
-    Every epoch ends with a validation on rank 0 (the curve), within the window; a run stopped early
-    (spec.stop) ends there on every rank, and rank 0 exports nothing.
+    Every epoch ends with a validation on rank 0 (the curve), within the window, which the other ranks wait
+    for however long it takes; a run that may be stopped early (spec.stop) also validates the model before
+    its first epoch that may stop, within that epoch's window; a stopped run ends there on every rank, and
+    rank 0 exports nothing.
 
     train_s and the meter's reading cover the training steps and each epoch's validation, for every
     meter and placement, one window per epoch, summed: not joining the group, building the model,
@@ -287,7 +321,7 @@ def train_rank(
     )
     window = _Window(meter, world_size=world_size, device=device)
     curve = _Curve(val_set=val_set, metric=reg.metric or default_metric, rule=spec.stop, window=window, rank=rank,
-                   world_size=world_size, device=device)
+                   world_size=world_size, device=device, store=store)
     try:
         t0 = time.perf_counter()
         setup_s = t0 - t_setup
@@ -305,7 +339,7 @@ def train_rank(
             # No stopping before the pruning epoch: the dense model's curve says little of the pruned one's.
             steps, _ = _train_phase(model, epochs=dense, first_epoch=0, ctx=ctx, may_stop=False)
             model.cpu()
-        pruned = prune(model, example, cfg.prune_ratio, cfg.prune_importance)
+        pruned = prune(model, example, cfg.prune_ratio, cfg.prune_importance, multiple=spec.channel_multiple)
         model.to(device)
         build_s = time.perf_counter() - t0 - window.seconds
         more, last = _train_phase(model, epochs=after, first_epoch=dense, ctx=ctx, may_stop=True)
