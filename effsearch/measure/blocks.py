@@ -99,7 +99,7 @@ def measure_blocks(
     providers: list[str] | None = None,
     protocol: dict[str, Any] = PROTOCOL,
 ) -> dict[Any, Timed]:
-    """Time every model in `paths` (`reference` among them) at batch 1, interleaved, until stable."""
+    """Time every model in `paths` (`reference` among them) at the sample's batch, interleaved, until stable."""
     sessions = {key: ort_session(p, threads=threads, providers=providers) for key, p in paths.items()}
     feeds = {key: for_session(s, sample) for key, s in sessions.items()}
     chunk, per_call = {}, {}

@@ -1,4 +1,4 @@
-"""onnxruntime latency at batch 1: fixed threads, warm-up, median of many calls."""
+"""onnxruntime latency of one call at the sample's batch: fixed threads, warm-up, median of many calls."""
 
 from __future__ import annotations
 

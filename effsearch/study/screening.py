@@ -1,9 +1,10 @@
 """Know a configuration's cost before training it: its untrained figures, cached, and the screen of limits.
 
-Every run is measured untrained first (pretrain.py), the figures cached on the study by what fixes the
-shapes and the protocol, so a shape seen before costs nothing, for every worker and every later `tune`.
-With a latency or size limit, a configuration none of whose precisions can meet every limit is screened
-out untrained: recorded as PRUNED with its limit values, never trained, never on the front.
+Every run is measured untrained first (pretrain.py), the figures cached on the study by the graph it
+builds and the protocol, so a graph seen before costs a model build and a pruning, for every worker and
+every later `tune`, whichever configuration built it. With a latency or size limit, a configuration none
+of whose precisions can meet every limit is screened out untrained: recorded as PRUNED with its limit
+values, never trained, never on the front.
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import hashlib
 import json
 import logging
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from effsearch import record
-from effsearch.compress.prune.common import channel_multiple
 from effsearch.constraints import Constraints
 from effsearch.host import cpu_model
 from effsearch.measure.artifact import Measurer
-from effsearch.pretrain import PROTOCOL, measure_untrained
+from effsearch.pretrain import PROTOCOL, build_pruned, graph_key, measure_untrained
 from effsearch.space import TrainConfig
 from effsearch.userfile import UserFile
 
@@ -31,8 +31,8 @@ __all__ = ["LATENCY_MARGIN", "MAX_SCREENED_IN_ROW", "SIZE_MARGIN", "Screen", "Ve
 
 log = logging.getLogger(__name__)
 
-# An untrained latency within this fraction above the limit (as a ratio to the baseline's) is within the
-# measurement's noise: the configuration is trained and judged on its measured artifact.
+# An untrained latency within this fraction above the limit is within the measurement's noise: the
+# configuration is trained and judged on its measured artifact.
 LATENCY_MARGIN = 0.10
 # An untrained file's size is its trained size within a few hundred bytes (identical initial tensors, such
 # as BatchNorm statistics, are stored once): a size this close above the limit is trained and judged too.
@@ -63,17 +63,35 @@ class Screen:
     measurer: Measurer
     limits: Constraints
     on: bool = True
+    # (prune ratio, importance) -> the key of the graph it builds, once per process.
+    _graphs: dict[tuple[float, str], str] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @cached_property
+    def channel_multiple(self) -> int | None:
+        """The multiple the study rounds pruned channel counts to, recorded when it was created; None for a
+        study made before it was (each host then rounds to its own channel_multiple())."""
+        value = record.read_meta(self.study).get("channel_multiple")
+        return None if value is None else int(value)
 
     @property
     def active(self) -> bool:
         """Screening is on whenever a limit that the untrained graph decides is given."""
         return self.on and (self.limits.max_latency_ms is not None or self.limits.max_size_mb is not None)
 
+    @property
+    def protocol(self) -> dict[str, Any]:
+        """How untrained figures are timed: the blocks' protocol at the study's latency batch."""
+        return {**PROTOCOL, "batch": self.measurer.latency_batch}
+
     def _key(self, config: TrainConfig) -> str:
+        """The cache's key: the graph the configuration builds (not the ratio asked), the file, the protocol, the host."""
+        asked = (config.prune_ratio, config.prune_importance)
+        if asked not in self._graphs:
+            model, _ = build_pruned(self.uf, self.datasets[0], *asked, config.seed, self.channel_multiple)
+            self._graphs[asked] = graph_key(model)
         what = {
-            "user_file": self.uf.sha256, "prune_ratio": config.prune_ratio, "prune_when": config.prune_when,
-            "prune_importance": config.prune_importance, "threads": self.measurer.threads, "protocol": PROTOCOL,
-            "host": socket.gethostname(), "cpu": cpu_model(), "channel_multiple": channel_multiple(),
+            "user_file": self.uf.sha256, "graph": self._graphs[asked], "threads": self.measurer.threads,
+            "protocol": self.protocol, "host": socket.gethostname(), "cpu": cpu_model(),
         }
         return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
@@ -86,21 +104,25 @@ class Screen:
         measured = measure_untrained(
             self.uf, self.datasets, config, precisions, calibration=self.measurer.calibration,
             sample=self.measurer.sample, threads=self.measurer.threads, providers=self.measurer.providers,
+            multiple=self.channel_multiple,
         )
-        figures = {**cached, **{p: {**u.to_dict(), "protocol": PROTOCOL} for p, u in measured.items()}}
+        protocol = self.protocol
+        figures = {**cached, **{p: {**u.to_dict(), "protocol": protocol} for p, u in measured.items()}}
         record.write_untrained(self.study, key, figures)
         return {p: figures[p] for p in precisions if p in figures}
 
-    def verdict(self, figures: dict[str, dict[str, Any]], baseline_latency_ms: float | None) -> Verdict:
+    def verdict(self, figures: dict[str, dict[str, Any]]) -> Verdict:
         """Train unless no precision can meet every limit, by more than the measurement's noise.
 
-        Untrained latency is judged as its ratio to the dense model times the dense baseline's measured
-        latency (the untrained dense model's own, timed in the same window, until the baseline has run).
+        Untrained latency is judged as its ratio to the untrained dense model times that dense model's
+        latency, both from the one window they were timed in together: the dense baseline's once-only
+        figure, taken at another moment, can be 2x off.
         """
         lat_limit, size_limit = self.limits.max_latency_ms, self.limits.max_size_mb
         violations, best, excess = {}, {}, []
         for precision, f in figures.items():
-            anchor = baseline_latency_ms or f["latency_ms"] / f["latency_ratio"]
+            # Figures cached before the dense model's own was kept: its p50 as the ratio implies it.
+            anchor = f.get("dense_latency_ms") or f["latency_ms"] / f["latency_ratio"]
             latency, size = f["latency_ratio"] * anchor, f["size_bytes"] / 1e6
             best["latency"] = min(best.get("latency", latency), latency)
             best["size"] = min(best.get("size", size), size)
@@ -124,13 +146,6 @@ class Screen:
             parts.append(f"size ≥ {best['size']:.3g} MB > {size_limit:g} MB")
         what = "; ".join(parts) if parts else "no precision meets every limit at once"
         return Verdict(f"screened: {what} for every precision", violations, min(excess))
-
-    def baseline_latency(self) -> float | None:
-        """The dense baseline's measured fp32 latency, the anchor of untrained ratios."""
-        for t in record.read_all(self.study, states=(TrialState.COMPLETE,)):
-            if t.baseline and "latency_ms" in t.metrics:
-                return float(t.metrics["latency_ms"])
-        return None
 
 
 def describe_config(config: TrainConfig) -> str:

@@ -32,10 +32,16 @@ __all__ = ["PruneReport", "prune", "output_layers", "count_params", "count_heads
 log = logging.getLogger(__name__)
 
 
-def prune(model: torch.nn.Module, example: Any, ratio: float, importance: str = "l2") -> PruneReport:
+def prune(
+    model: torch.nn.Module, example: Any, ratio: float, importance: str = "l2", *, multiple: int | None = None
+) -> PruneReport:
     """Remove `ratio` of the channels of every prunable group, in place, keeping coupled layers consistent.
 
-    In attention models `ratio` applies to MLP hidden channels and to the heads of each attention block.
+    Kept channel counts are rounded to `multiple` (common.kept_channels: the nearest multiple, never none
+    pruned when some was asked); None: this host's channel_multiple(). A study passes the multiple it
+    recorded when it was created, so every host of the study builds the same graph from the same ratio.
+    In attention models `ratio` applies to MLP hidden channels and to the heads of each attention block,
+    unrounded (their widths follow whole heads).
     A hand-written block whose forward does not follow its new head count (checked on a copy first)
     keeps its heads. Recurrent layers keep int(hidden_size * (1 - ratio)) units (checked on a copy
     first); those that cannot be pruned are named in the report's `kept`, with the reason.
@@ -57,7 +63,7 @@ def prune(model: torch.nn.Module, example: Any, ratio: float, importance: str = 
             attention = {}
         kept = prune_recurrent(model, example, ratio, importance, output_layers(model, example) + protected)
         # Channel counts the runtime is fast at (not for attention, whose widths follow whole heads).
-        multiple = 1 if is_attention else channel_multiple()
+        multiple = 1 if is_attention else (channel_multiple() if multiple is None else multiple)
         prune_channels(model, example, ratio, importance, attention, protected, round_to=multiple)
         prune_mha_heads(model, ratio, importance)
     except TrialError:

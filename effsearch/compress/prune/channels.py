@@ -12,11 +12,23 @@ import torch_pruning as tp
 from torch import nn
 
 from effsearch.inputs import call
-from effsearch.compress.prune.common import CELLS, RECURRENT, importance_of, output_layers
+from effsearch.compress.prune.common import CELLS, RECURRENT, importance_of, kept_channels, output_layers
 from effsearch.compress.prune.heads import WIDTH_ATTRS, attention_blocks, residual_layers
 from effsearch.compress.prune.units import RecurrentPruner, recurrent_pruners, traced_whole, whole_layers
 
 log = logging.getLogger(__name__)
+
+
+class _MetaPruner(tp.pruner.MetaPruner):
+    """torch-pruning's MetaPruner with effsearch's rounding of kept channel counts (common.kept_channels).
+
+    Its own rounds the kept count down, to 0 where fewer than round_to channels are asked to stay, and a
+    group that would lose every channel is then left whole: prune 0.75 of 32 channels at a multiple of 16
+    built the dense model.
+    """
+
+    def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
+        return current_channels - kept_channels(current_channels, current_channels - n_pruned, round_to)
 
 
 def prune_channels(
@@ -30,7 +42,7 @@ def prune_channels(
 ) -> None:
     """torch-pruning's MetaPruner over the model; whole heads of `attention` blocks are removed.
 
-    round_to: kept channel counts are rounded to a multiple of this (1: not rounded).
+    round_to: kept channel counts are rounded to a multiple of this (1: not rounded; see kept_channels).
     """
     num_heads = {lin: getattr(block, attr) for block, (attr, lins) in attention.items() for lin in lins}
     widths = {block: lins[0].out_features // (3 if len(lins) == 1 else 1) for block, (_a, lins) in attention.items()}
@@ -41,7 +53,7 @@ def prune_channels(
         # Bare nn.Parameters (position embeddings) are pruned along their last dimension, the residual
         # width: right for them, and in attention models that group is left whole anyway.
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-        pruner = tp.pruner.MetaPruner(
+        pruner = _MetaPruner(
             model,
             example,
             importance=importance_of(importance),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ _PRUNABLE = (torch.nn.Linear, torch.nn.modules.conv._ConvNd, *RECURRENT)
 
 @dataclass(frozen=True)
 class PruneReport:
-    """The asked ratio next to what pruning achieved on the parameter count (and on attention heads).
+    """The asked ratio next to what pruning built: parameter counts (and attention heads) before and after.
 
     kept: layers left whole although they are of a kind that is pruned elsewhere, by module name, with
     the reason and what would let them be pruned.
@@ -40,7 +41,12 @@ class PruneReport:
 
     @property
     def achieved(self) -> float:
-        """Fraction of parameters removed."""
+        """The pruning built: the fraction of the model's parameters removed (0.0 when nothing was).
+
+        Counted on the pruned model, so it says what rounding, layers kept whole and the output layer
+        left of the asked ratio; coupled layers lose in- and out-channels, so halving channels removes
+        about three quarters of a convolution's weights.
+        """
         return 1.0 - self.params_after / self.params_before if self.params_before else 0.0
 
 
@@ -51,6 +57,9 @@ CHANNEL_MULTIPLE_ENV = "EFFSEARCH_CHANNEL_MULTIPLE"
 def channel_multiple() -> int:
     """The multiple pruned channel counts are rounded to: what onnxruntime's CPU convolution kernels block
     channels by here (16 with AVX-512, 8 with AVX2 and others), or EFFSEARCH_CHANNEL_MULTIPLE.
+
+    A study records the creating host's figure and prunes with it on every host (prune's `multiple`):
+    hosts of one study whose CPUs differ would otherwise build different graphs from one prune ratio.
 
     Measured on a 2-core AVX2 machine, untrained MobileNet-style model at 3x32x32, latency as a ratio to
     dense: prune 0.25 -> 0.83x unrounded, 0.66x rounded to 8 (0.75x to 4, 0.72x to 16); prune 0.5 -> 0.47x,
@@ -73,6 +82,19 @@ def channel_multiple() -> int:
     except OSError:
         return 8
     return 16 if " avx512f" in flags else 8
+
+
+def kept_channels(total: int, asked: int, multiple: int) -> int:
+    """How many of a group's `total` channels are kept when `asked` were asked for, rounded to `multiple`.
+
+    The nearest multiple, but never `total` (a ratio that asks for pruning always prunes) and never 0:
+    between `multiple` and the largest multiple below `total`. A group with no multiple below its
+    size (total <= multiple) keeps `asked`, unrounded: rounding could only leave it whole.
+    """
+    if multiple <= 1 or asked >= total or total <= multiple:
+        return asked
+    nearest = math.floor(asked / multiple + 0.5) * multiple
+    return min(max(nearest, multiple), (total - 1) // multiple * multiple)
 
 
 def count_params(model: torch.nn.Module) -> int:
