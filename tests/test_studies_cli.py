@@ -34,6 +34,12 @@ def write_space(folder: Path) -> Path:
     return path
 
 
+def artifacts_of(folder: Path) -> Path:
+    """The study's artifact folder, as it recorded it: studies/<study>-<a short form of its identifier>."""
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{folder / 'studies' / 'effsearch.db'}")
+    return Path(study.user_attrs["effsearch"]["artifacts"])
+
+
 def rows(listing: str) -> dict[str, list[str]]:
     """The `studies` table as {study: [runs, trials, complete, failed, running, front, last activity]}."""
     found = {}
@@ -88,11 +94,12 @@ def test_delete_asks_first_and_no_keeps_everything(sqlite_study) -> None:
     assert result.returncode != 0
     assert "delete study" in result.stderr
     assert STUDY in rows(effsearch(sqlite_study, "studies").stdout)
-    assert (sqlite_study / "studies" / STUDY / "run-0" / "model.onnx").is_file()
+    assert (artifacts_of(sqlite_study) / "run-0" / "model.onnx").is_file()
 
 
 def test_delete_with_yes_removes_the_study_and_its_artifacts(sqlite_study) -> None:
-    artifacts = sqlite_study / "studies" / STUDY
+    artifacts = artifacts_of(sqlite_study)
+    assert artifacts.parent == sqlite_study / "studies" and artifacts.name.startswith(f"{STUDY}-")
     assert artifacts.is_dir()
     result = effsearch(sqlite_study, "studies", "--delete", STUDY, "--yes")
     assert result.returncode == 0, result.stderr

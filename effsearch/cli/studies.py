@@ -25,19 +25,22 @@ def studies(
     from effsearch.record import read_all, read_meta
     from effsearch.storage import open_existing, pick_study_name, redact
     from effsearch.study import runs_counted
+    from effsearch.study.settings import artifact_folder
 
     st, url = open_existing(storage)
     if delete is not None:
         name = pick_study_name(st, delete, url)
         study = optuna.load_study(study_name=name, storage=st)
-        folder = read_meta(study).get("artifacts")
+        meta = read_meta(study)
+        folder = meta.get("artifacts")
         n = len(study.get_trials(deepcopy=False))
         where = f" and its artifacts in {folder}" if folder else ""
         if not yes and not typer.confirm(f"delete study {name!r} ({n} trials) from {redact(url)}{where}?", err=True):
             raise typer.Exit(1)
         optuna.delete_study(study_name=name, storage=st)
-        # Only a folder named after the study is removed, so a wrong record cannot delete anything else.
-        if folder and Path(folder).name == name and Path(folder).is_dir():
+        # Only a folder named after the study (and its identifier) is removed, so a wrong record cannot
+        # delete anything else, nor another storage's study of the same name.
+        if folder and Path(folder).name == artifact_folder(name, meta.get("id")) and Path(folder).is_dir():
             shutil.rmtree(folder)
         err.print(f"deleted study {name!r}")
         return

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 
 from effsearch.storage import check_writable
-from effsearch.study.create import Instruments, environment, open_study
+from effsearch.study.create import Instruments, environment, open_study, open_worker
 from effsearch.study.loop import runs_counted
 from effsearch.study.settings import TuneSettings, TuneSummary
 from effsearch.study.tuner import OnStage, Tuner, config_of
@@ -27,6 +27,7 @@ __all__ = [
     "config_of",
     "environment",
     "open_study",
+    "open_worker",
     "runs_counted",
     "tune",
 ]
@@ -56,6 +57,7 @@ def tune(
     if settings.storage_url.startswith("sqlite:///"):
         Path(settings.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     tools = Instruments.choose(settings.energy_meter)
-    study = open_study(settings, uf=uf, probe=probe, tools=tools)
-    tuner = Tuner(study, uf, settings, tools=tools, on_stage=on_stage)
+    # The worker's settings: its own seed, the study's artifact folder.
+    study, worker = open_worker(settings, uf=uf, probe=probe, tools=tools)
+    tuner = Tuner(study, uf, worker, tools=tools, on_stage=on_stage)
     return tuner, tuner.run(datasets, until=until)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import logging
+import os
 import platform
 import socket
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,11 +25,12 @@ from effsearch.measure.energy import energy_source
 from effsearch.plugins import choose_energy_meter, choose_latency_target
 from effsearch.sampler import make_sampler
 from effsearch.storage import open_storage, redact
+from effsearch.study.fixed import check_limits, check_setup, check_space
 from effsearch.study.settings import TuneSettings
-from effsearch.train.pool import available_cores
+from effsearch.train.pool import available_cores, hardware_world_sizes
 from effsearch.userfile import Probe, UserFile
 
-__all__ = ["Instruments", "environment", "open_study"]
+__all__ = ["Instruments", "environment", "open_study", "open_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,11 @@ def environment(latency_threads: int) -> dict[str, Any]:
 
 
 def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> dict[str, Any]:
+    from effsearch.compress.prune.common import channel_multiple
+
+    study_id = uuid.uuid4().hex  # names the artifact folder: studies of one name in two storages never share one
     return {
+        "id": study_id,
         "user_file": str(uf.path),
         "user_file_sha256": uf.sha256,
         "metric_key": uf.metric_key,
@@ -86,7 +94,10 @@ def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> di
         "space": s.space.to_dict(),
         "epochs": s.epochs,
         "storage": redact(s.storage_url),
-        "artifacts": str(s.artifact_dir.resolve()),
+        "artifacts": str(replace(s, study_id=study_id).artifact_dir.resolve()),
+        "seed": s.seed,  # the first worker's; a later one runs with its --seed plus its rank (record.read_workers)
+        # Every host of the study rounds pruned channels to the creator's multiple.
+        "channel_multiple": channel_multiple(),
         "input_shape": list(probe.input_shape),
         "input_dtype": probe.input_dtype,
         "inputs": probe.inputs,
@@ -119,15 +130,42 @@ def _check_directions(study: optuna.Study, s: TuneSettings) -> None:
         )
 
 
-def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instruments, meta_wait_s: float = 30.0) -> optuna.Study:
-    """The study named in `s`: created with its metadata and queued baseline if new, else loaded and checked.
+@functools.cache
+def _token(pid: int) -> str:
+    """This process's name among a study's workers (by pid: a forked child is a worker of its own)."""
+    return uuid.uuid4().hex
 
+
+def _join(storage: optuna.storages.RDBStorage, s: TuneSettings) -> int:
+    """This process's rank among the study's workers: 0 for the first, which keeps `s.seed`."""
+
+    def entry(rank: int) -> dict[str, Any]:
+        return {"seed": s.seed + rank, "host": socket.gethostname(), "pid": os.getpid(), "joined": time.time()}
+
+    return record.join_workers(storage, storage.get_study_id_from_name(s.study_name), _token(os.getpid()), entry)
+
+
+def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instruments, meta_wait_s: float = 30.0) -> optuna.Study:
+    """The study named in `s` (see open_worker), for a caller that runs it with open_worker's settings or not at all."""
+    return open_worker(s, uf=uf, probe=probe, tools=tools, meta_wait_s=meta_wait_s)[0]
+
+
+def open_worker(
+    s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instruments, meta_wait_s: float = 30.0
+) -> tuple[optuna.Study, TuneSettings]:
+    """The study named in `s`, created with its metadata and queued baseline if new, else loaded and checked,
+    and the settings this process runs it with: its own seed and the study's artifact folder.
+
+    A resume or another worker whose objectives, set-up, search space or limits differ from the study's
+    is refused (StudyError) before anything is asked of Optuna. Each process that opens the study is a
+    worker with a rank: the first keeps `s.seed`, the n-th after it runs with `s.seed + n` (its sampler and
+    its runs' training), so workers started together do not draw the same configurations; a process that
+    opens the study again keeps its rank.
     meta_wait_s: how long a worker that lost the race to create the study waits for the winner's metadata.
     """
     # An objective nothing here can measure is refused before the study exists.
     check_inference_objectives(s.objectives, tools.meter_cls, tools.target.providers())
     storage = open_storage(s.storage_url, s.heartbeat_interval_s, s.heartbeat_grace_s)
-    sampler = make_sampler(s.seed)
     directions = [optuna.study.StudyDirection[d.upper()] for d in s.directions]
     meta = _meta(s, uf, probe, tools)  # before the study exists: a failure here must not leave a half-made study
     try:
@@ -137,14 +175,18 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
         created = False
     except Exception as exc:
         raise StudyError(f"cannot create study {s.study_name!r} in {redact(s.storage_url)}: {exc}") from exc
-    study = optuna.load_study(study_name=s.study_name, storage=storage, sampler=sampler)
+    study = optuna.load_study(study_name=s.study_name, storage=storage)
     if created:
         study.set_metric_names(list(s.objectives))
         # The first run of a new study is the dense fp32 baseline with default training parameters, or for
         # a model that arrives trained, the reference: that model as given.
         study.enqueue_trial(s.space.baseline(), user_attrs=record.baseline_attrs(reference=uf.registration.trained))
+        if s.constraints:
+            record.write_limits(study, s.constraints.to_dict())
+        rank = _join(storage, s)  # before the metadata, which other workers wait for: the creator is the first
         # Written last: other workers wait for it before they start.
         record.write_meta(study, meta)
+        recorded = meta
     else:
         deadline = time.monotonic() + meta_wait_s
         while not record.read_meta(study) and time.monotonic() < deadline:
@@ -155,20 +197,15 @@ def open_study(s: TuneSettings, *, uf: UserFile, probe: Probe, tools: Instrument
                 f"study {s.study_name!r} in {redact(s.storage_url)} was not made by effsearch; choose another --study"
             )
         _check_directions(study, s)
-        batch = int(recorded.get("latency", {}).get("batch") or 1)
-        if batch != s.latency_batch:
-            raise StudyError(
-                f"study {s.study_name!r} times latency at batch {batch}, not --latency-batch {s.latency_batch}; "
-                f"pass --latency-batch {batch} to resume it, or choose another --study"
-            )
-        stated = recorded.get("latency", {}).get("sequence_length")
-        if s.latency_seq_len is not None and stated is not None and s.latency_seq_len != stated:
-            raise StudyError(
-                f"study {s.study_name!r} times token inputs at sequence length {stated}, not --latency-seq-len {s.latency_seq_len}; "
-                f"pass --latency-seq-len {stated} (or leave it out) to resume it, or choose another --study"
-            )
+        if s.latency_seq_len is None:  # not stated: the study's own length is used (the Tuner reads it)
+            meta["latency"]["sequence_length"] = recorded.get("latency", {}).get("sequence_length")
+        check_setup(s.study_name, recorded, meta)
+        check_space(s.study_name, recorded.get("space") or {}, meta["space"], hardware_world_sizes()[0])
+        check_limits(s.study_name, record.read_limits(study), s.constraints.to_dict())
         if recorded.get("user_file_sha256") != uf.sha256:
             log.warning("%s changed since the study was created; trials before and after may differ", uf.path.name)
-    if s.constraints:
-        record.write_limits(study, s.constraints.to_dict())
-    return study
+        rank = _join(storage, s)
+    worker = replace(s, seed=s.seed + rank, study_id=recorded.get("id"))
+    if rank:
+        log.info("worker %d of study %r: seed %d", rank, s.study_name, worker.seed)
+    return optuna.load_study(study_name=s.study_name, storage=storage, sampler=make_sampler(worker.seed)), worker

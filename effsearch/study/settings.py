@@ -13,7 +13,16 @@ from effsearch.space import SearchSpace
 from effsearch.storage import artifacts_root
 from effsearch.train.stopping import FIRST_STOP_EPOCH, STOP_MARGIN
 
-__all__ = ["TuneSettings", "TuneSummary"]
+__all__ = ["TuneSettings", "TuneSummary", "artifact_folder"]
+
+
+def artifact_folder(study_name: str, study_id: str | None) -> str:
+    """The name of a study's artifact folder: its name and a short form of the identifier it was made with.
+
+    Two studies of one name (in two SQLite files, say) thus never share a folder; a study made before
+    studies had an identifier keeps the folder named after it alone.
+    """
+    return f"{study_name}-{study_id[:8]}" if study_id else study_name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,11 +51,12 @@ class TuneSettings:
     early_stop: bool = True  # --no-early-stop turns it off (train/stopping.py)
     early_stop_margin: float = STOP_MARGIN
     early_stop_first_epoch: int = FIRST_STOP_EPOCH
+    study_id: str | None = None  # the identifier the study was made with (open_study fills it in)
 
     @property
     def artifact_dir(self) -> Path:
         """The study's folder of run artifacts."""
-        return (self.artifacts or artifacts_root(self.storage_url)) / self.study_name
+        return (self.artifacts or artifacts_root(self.storage_url)) / artifact_folder(self.study_name, self.study_id)
 
 
 @dataclass(frozen=True)

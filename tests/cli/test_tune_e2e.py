@@ -135,7 +135,9 @@ def test_front_onnx_files_are_absolute_in_the_trial_folder_and_run(digits, run_c
         assert path.is_absolute()
         # One folder per run, named after its lead trial; one file per precision in it.
         lead = _load(cwd).trials[row["trial"]].user_attrs["run_trial"]
-        assert path.parent == (cwd / "studies" / STUDY / f"run-{lead}").resolve()
+        folder = Path(read_meta(_load(cwd))["artifacts"])  # studies/<study>-<a short form of its identifier>
+        assert folder.parent == (cwd / "studies").resolve() and folder.name.startswith(f"{STUDY}-")
+        assert path.parent == folder / f"run-{lead}"
         precision = row["params"]["precision"]
         assert path.name == ("model.onnx" if precision == "fp32" else f"model.{precision}.onnx")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -56,7 +56,7 @@ def test_runs_whose_loss_plateaus_are_stopped_in_their_first_epochs_and_good_one
         assert len(t.curve) == FIRST_STOP_EPOCH and t.curve[-1]["metric"] < 0.3
         # What it spent is kept, not extrapolated; it exported nothing.
         assert t.metrics["train_s"] == t.record.timing["train_s"] > 0
-        assert not list((tmp_path / "studies" / "plateau-mlp" / f"run-{t.number}").glob("*.onnx"))
+        assert not list((Path(record.read_meta(study)["artifacts"]) / f"run-{t.number}").glob("*.onnx"))
     assert "run(s) stopped early" in proc.stderr
 
     # A stopped run frees its ranks at once: the next trial is asked within a second.
