@@ -42,18 +42,35 @@ def _start_ticks(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
+def _pid_namespace() -> str | None:
+    """This process's pid namespace ("pid:[4026531836]"): containers on one kernel share the boot id and
+    may share the host name (host networking), but each has its own pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def this_process() -> dict[str, Any]:
-    """Who runs a trial: host, boot, pid and the process's start time, so that its death can be proved later."""
+    """Who runs a trial: host, boot, pid namespace, pid and the process's start time, so that its death can
+    be proved later from the same machine and container."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _start_ticks(pid)}
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pidns": _pid_namespace(), "pid": pid, "start": _start_ticks(pid)}
 
 
 def process_gone(worker: dict[str, Any] | None) -> bool:
-    """Whether the process recorded by this_process() is provably dead: same host, and rebooted since or
-    its pid gone or reused by a later process. A worker on another host is never judged from here."""
+    """Whether the process recorded by this_process() is provably dead: same host and pid namespace, and
+    its pid gone or reused by a later process (a record without its pid namespace, from before: or rebooted
+    since). A worker on another host, or in another container of this one (its pids are not ours to look
+    up), is never judged from here."""
     if not worker or worker.get("host") != socket.gethostname():
         return False
-    if worker.get("boot") and _boot_id() and worker["boot"] != _boot_id():
+    if "pidns" in worker:
+        # Recorded with its container: judged only from the same boot and container. Another machine of
+        # the same name, or a reboot, is seen by the lease the worker stops renewing (study/lease.py).
+        if worker["pidns"] is None or worker.get("boot") != _boot_id() or worker["pidns"] != _pid_namespace():
+            return False
+    elif worker.get("boot") and _boot_id() and worker["boot"] != _boot_id():
         return True
     try:
         pid = int(worker["pid"])

@@ -3,8 +3,9 @@
 1. start ranks      the pool's long-lived rank processes; ranks whose datasets differ from the driver's
                     are refused (an unseeded split)
 2. train            every rank: build the model, prune it (at the start, or after the dense epochs of
-                    `prune_when = "finetune"`), train under DDP (train/loop.py), validate after each
-                    epoch (the curve) and stop where the early-stopping rule says so (train/stopping.py).
+                    `prune_when = "finetune"`; channel counts rounded to the study's multiple), train
+                    under DDP (train/loop.py), validate after each epoch (the curve) and stop where the
+                    early-stopping rule says so (train/stopping.py).
                     train_s and energy_j cover the training steps and validations, for every meter: a
                     process-scope meter is read in each rank and summed, a machine-scope one once, by
                     rank 0, over the same window. A run stopped early ends here: nothing is exported
@@ -33,6 +34,7 @@ from effsearch.measure.artifact import Measurer
 from effsearch.measure.flops import FlopsReport, count_flops
 from effsearch.onnx_export import ExportReport, export_onnx
 from effsearch.space import TrainConfig
+from effsearch.structural import is_structural
 from effsearch.train.loop import RankResult, RunSpec, first_batch
 from effsearch.train.pool import WorkerPool
 from effsearch.train.stopping import StopRule
@@ -113,13 +115,13 @@ def measure_precision(measurer: Measurer, fp32: Path, precision: str, flops: int
     try:
         path = make_precision(fp32, precision, measurer.calibration)
     except TrialError as exc:
-        return PrecisionResult(precision, error=str(exc), structural=True), time.perf_counter() - t0, 0.0
+        return PrecisionResult(precision, error=str(exc), structural=is_structural(exc)), time.perf_counter() - t0, 0.0
     t1 = time.perf_counter()
     try:
         metrics = measurer.measure(path, flops)
     except Exception as exc:
         error = f"measuring {precision} failed: {type(exc).__name__}: {exc}"
-        return PrecisionResult(precision, error=error, structural=True), t1 - t0, time.perf_counter() - t1
+        return PrecisionResult(precision, error=error, structural=is_structural(exc)), t1 - t0, time.perf_counter() - t1
     return PrecisionResult(precision, {**metrics, **common}, path), t1 - t0, time.perf_counter() - t1
 
 
@@ -135,11 +137,14 @@ def run_training(
     collective_timeout_s: float = 60.0,
     timeout_s: float | None = None,
     stop: StopRule | None = None,
+    channel_multiple: int | None = None,
     stage: Stage = lambda s: None,
 ) -> RunResult:
     """Train once, then make and measure every precision of the trained model (stages 1-5 above).
 
     stop: the early-stopping rule the ranks apply after each epoch; a stopped run returns no precisions.
+    channel_multiple: what the ranks round pruned channel counts to, the study's (Screen.channel_multiple),
+    so that every host of a study builds one graph from one ratio; None: this host's own.
     """
     t_start = time.perf_counter()
     meter_cls = measurer.meter_cls
@@ -153,6 +158,7 @@ def run_training(
         finish=export_trained,
         data=measurer.data,
         stop=stop,
+        channel_multiple=channel_multiple,
     )
     stage("starting ranks")
     pool.ensure(config.world_size)

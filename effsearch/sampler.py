@@ -5,6 +5,10 @@ precision, so Optuna's own startup counts (trials) end the random phase after a 
 random phase lasts STARTUP_RUNS training runs by the record's rule (`record.is_training_run`), however
 many trials each run or screened configuration records. The default was chosen by replaying candidates
 on a tabulated benchmark (benchmarks/tabular/, figures in the README's "The search space").
+
+A precision the study gave up (study/give_up.py) is never proposed: a draw of it becomes another of the
+choices. The precision's distribution stays as the study began, so that the study resumes and its
+trials stay comparable (Optuna refuses a categorical parameter whose choices change).
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
 from effsearch.errors import StudyError
+from effsearch.record.given_up import read_given_up
 
 __all__ = ["STARTUP_RUNS", "TPEAfterScreened", "TrainingRunStartup", "make_sampler", "training_runs"]
 
@@ -63,6 +68,22 @@ def _view(study: Study) -> Any:
     return study if isinstance(study, _WithoutReference) else _WithoutReference(study)
 
 
+# The parameter a study can give values of up, and the one it draws instead.
+_GIVEN_UP_PARAM = "precision"
+
+
+def _searched_instead(study: Study, trial: FrozenTrial, name: str, value: Any, distribution: BaseDistribution) -> Any:
+    """`value`, unless the study gave it up: then one of the choices it did not give up (spread over them
+    by trial number, so that a sampler set on it does not pin every later run to one precision)."""
+    if name != _GIVEN_UP_PARAM or not isinstance(distribution, CategoricalDistribution):
+        return value
+    given_up = read_given_up(study)
+    if value not in given_up:
+        return value
+    kept = [c for c in distribution.choices if c not in given_up]
+    return kept[trial.number % len(kept)] if kept else value
+
+
 class _PerTrial(BaseSampler):
     """Hands each trial, whole, to the sampler `choose` names for it (decided once, in before_trial); the
     samplers see the study without its reference trials."""
@@ -96,10 +117,12 @@ class _PerTrial(BaseSampler):
     def sample_relative(self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         if not search_space:
             return {}
-        return self.sampler_of(study, trial).sample_relative(_view(study), trial, search_space)
+        params = self.sampler_of(study, trial).sample_relative(_view(study), trial, search_space)
+        return {k: _searched_instead(study, trial, k, v, search_space[k]) for k, v in params.items()}
 
     def sample_independent(self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution) -> Any:
-        return self.sampler_of(study, trial).sample_independent(_view(study), trial, param_name, param_distribution)
+        value = self.sampler_of(study, trial).sample_independent(_view(study), trial, param_name, param_distribution)
+        return _searched_instead(study, trial, param_name, value, param_distribution)
 
     def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
         self.sampler_of(study, trial).after_trial(_view(study), trial, state, values)

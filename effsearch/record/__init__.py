@@ -1,5 +1,5 @@
 """What effsearch writes on a trial (trial.py) and on a study (study.py): one record each, one writer, one
-reader. Every user-attribute key effsearch stores is spelled in these two files and nowhere else; defaults
+reader. Every user-attribute key effsearch stores is spelled in this package (trial.py, study.py, given_up.py) and nowhere else; defaults
 are decided there once (a failed trial without a reason lost its worker; a trial outside any run belongs
 to run 0)."""
 

@@ -1,13 +1,19 @@
 """What effsearch writes on a study: its metadata, the user's limits, what was given up, cached figures.
 
-Every study-level user-attribute key effsearch stores is spelled here and nowhere else.
+Every study-level user-attribute key effsearch stores is spelled here, or for what was given up in
+given_up.py, and nowhere else.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import optuna
+
+# What was given up, and the failures that led there: one attribute per entry (workers write them at once).
+from effsearch.record.given_up import read_failures, read_given_up, write_failures, write_given_up
 
 __all__ = [
     "read_meta",
@@ -22,15 +28,16 @@ __all__ = [
     "write_untrained",
     "read_remeasured",
     "write_remeasured",
+    "join_workers",
+    "read_workers",
 ]
 
 # Study-level user attributes.
 _META = "effsearch"
 _LIMITS = "constraints"
-_GIVEN_UP = "structural_failures"
-_FAILURES = "structural_failure_log"
 _REMEASURED = "remeasured:"  # + a host: the front re-measured together there
 _UNTRAINED = "untrained:"  # + a configuration's key: its precisions' untrained figures
+_WORKER = "worker:"  # + a worker process's token: its rank among the study's workers, its seed, its host
 
 
 def read_meta(study: optuna.Study) -> dict[str, Any]:
@@ -51,24 +58,6 @@ def write_limits(study: optuna.Study, limits: dict[str, float]) -> None:
     study.set_user_attr(_LIMITS, limits)
 
 
-def read_given_up(study: optuna.Study) -> dict[str, str]:
-    """Search values given up for this model (a precision, or "prune_ratio"), each with its reason."""
-    return dict(study.user_attrs.get(_GIVEN_UP) or {})
-
-
-def write_given_up(study: optuna.Study, given_up: dict[str, str]) -> None:
-    study.set_user_attr(_GIVEN_UP, given_up)
-
-
-def read_failures(study: optuna.Study) -> dict[str, list[dict[str, Any]]]:
-    """The structural failures seen so far, per value: where each happened, in which trial, and why."""
-    return {k: list(v) for k, v in (study.user_attrs.get(_FAILURES) or {}).items()}
-
-
-def write_failures(study: optuna.Study, failures: dict[str, list[dict[str, Any]]]) -> None:
-    study.set_user_attr(_FAILURES, failures)
-
-
 def read_untrained(study: optuna.Study, key: str) -> dict[str, dict[str, Any]]:
     """The cached untrained figures of the configuration `key`, per precision ({} when not measured yet)."""
     return dict(study.user_attrs.get(_UNTRAINED + key) or {})
@@ -87,3 +76,40 @@ def read_remeasured(study: optuna.Study) -> dict[str, Any] | None:
 
 def write_remeasured(study: optuna.Study, entry: dict[str, Any]) -> None:
     study.set_user_attr(_REMEASURED + str(entry["host"]), entry)
+
+
+def read_workers(study: optuna.Study) -> list[dict[str, Any]]:
+    """The processes that have run the study (each `tune`, each worker), in the order they joined it."""
+    entries = [v for k, v in study.user_attrs.items() if k.startswith(_WORKER) and isinstance(v, dict)]
+    return sorted(entries, key=lambda e: e.get("rank", 0))
+
+
+def join_workers(storage: optuna.storages.RDBStorage, study_id: int, token: str, entry: Callable[[int], dict[str, Any]]) -> int:
+    """The rank among the study's workers of the process `token` (0 for the first to join), recorded with entry(rank).
+
+    The rank is counted and the process recorded in one transaction that holds the study's row lock, as
+    Optuna numbers its trials, so workers starting together never share a rank (on SQLite the insert takes
+    the database's write lock before the count). A process that joined before keeps its rank.
+    """
+    # Optuna's storage has no atomic counter: its own tables are used here, the way it creates trials.
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func
+
+    key = _WORKER + token
+    attr = models.StudyUserAttributeModel
+    with _create_scoped_session(storage.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        mine = session.query(attr).filter(attr.study_id == study_id, attr.key == key).one_or_none()
+        if mine is not None:
+            return int(json.loads(mine.value_json)["rank"])
+        row = attr(study_id=study_id, key=key, value_json="null")
+        session.add(row)
+        session.flush()
+        rank = int(
+            session.query(func.count(attr.study_user_attribute_id))
+            .filter(attr.study_id == study_id, attr.key.startswith(_WORKER), attr.key != key)
+            .scalar()
+        )
+        row.value_json = json.dumps({**entry(rank), "rank": rank})
+    return rank

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -26,6 +27,8 @@ __all__ = [
     "read_all",
     "is_training_run",
     "baseline_attrs",
+    "lease_until",
+    "clear_inherited",
 ]
 
 # Our code records a reason on every failure it sees; a failed trial without one was failed by
@@ -48,7 +51,10 @@ class TrialRecord:
     timing, prune_achieved, flops_skipped_ops: the run's phases, achieved prune ratio, ops FLOPs skipped.
     prune_kept: layers pruning left whole, by module name, with the reason and what would let them be pruned.
     prune_round_to: the multiple pruned channel counts were rounded to (compress/prune: channel_multiple).
-    worker: the process running the lead trial (host.this_process()), so that its death can be proved.
+    worker: the process running the lead trial (host.this_process()), with the trial's number, so that its
+    death can be proved from its own machine and container.
+    lease: {"trial": number, "until": wall-clock seconds} the worker renews while it runs the trial
+    (study/lease.py); once `until` has passed, the worker is lost, whatever machine judges it.
     untrained: the trial's precision measured before training (pretrain.Untrained as a dict).
     screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
     reference: the run measured a model that arrives trained exactly as given (no training); the sampler
@@ -74,6 +80,7 @@ class TrialRecord:
     prune_kept: dict[str, str] | None = None
     prune_round_to: int | None = None
     worker: dict[str, Any] | None = None
+    lease: dict[str, Any] | None = None
     untrained: dict[str, Any] | None = None
     screened: str | None = None
     reference: bool | None = None
@@ -112,6 +119,23 @@ def baseline_attrs(reference: bool = False) -> dict[str, Any]:
     return TrialRecord(baseline=True, reference=reference or None).user_attrs()
 
 
+# What a queued trial carries into its run: whether it is the baseline, and of a model as given.
+_QUEUED = frozenset({"baseline", "reference"})
+
+
+def clear_inherited(trial: optuna.Trial) -> None:
+    """Blank the record a retried copy inherited from the trial it retries (Optuna's retry callback copies
+    every user attribute): the dead worker, its lease, its figures and its reason are not this run's."""
+    for key in _NAMES - _QUEUED:
+        if trial.user_attrs.get(key) is not None:
+            trial.set_user_attr(key, None)
+
+
+def lease_until(trial_number: int, seconds: float) -> dict[str, Any]:
+    """A lease on `trial_number` for `seconds` from now, in wall-clock time (workers share no monotonic clock)."""
+    return {"trial": trial_number, "until": time.time() + seconds}
+
+
 @dataclass(frozen=True)
 class RecordedTrial:
     """One trial as effsearch reads it: Optuna's own fields and the record, with the defaults applied."""
@@ -124,11 +148,30 @@ class RecordedTrial:
     started: datetime.datetime | None
     record: TrialRecord = field(default_factory=TrialRecord)
     run_number: int | None = None  # the run's number in start order, where the whole study was read
+    retry_of: int | None = None  # the trial this one runs again (Optuna's "failed_trial")
 
     @property
     def lost(self) -> bool:
-        """Still RUNNING in the storage, but its worker is provably dead (same host, process gone)."""
-        return self.state == TrialState.RUNNING and process_gone(self.record.worker)
+        """Still RUNNING in the storage, but its worker is gone: its lease ran out, or this machine and
+        container can prove its process dead (a record without a lease, from older studies: its process
+        alone). What a retried copy inherited from the trial it retries proves nothing about it."""
+        if self.state != TrialState.RUNNING:
+            return False
+        if self._lease_expired_s() is not None:
+            return True
+        worker = self.record.worker or {}
+        # Older records name no trial: theirs unless this trial is a copy that inherited them.
+        if worker.get("trial", None if self.retry_of is not None else self.number) != self.number:
+            return False
+        return process_gone(worker)
+
+    def _lease_expired_s(self) -> float | None:
+        """Seconds since this trial's own lease ran out; None while it holds, or where it has none."""
+        lease = self.record.lease or {}
+        if lease.get("trial") != self.number:
+            return None
+        past = time.time() - float(lease["until"])
+        return past if past > 0 else None
 
     @property
     def lead(self) -> bool:
@@ -176,6 +219,9 @@ class RecordedTrial:
         """Why the trial failed (LOST where nothing recorded one), None unless it failed or was lost."""
         if self.lost:
             w = self.record.worker or {}
+            expired = self._lease_expired_s()
+            if expired is not None:
+                return f"worker lost: process {w.get('pid')} on {w.get('host')} stopped renewing its lease {expired:.0f} s ago"
             return f"worker lost: process {w.get('pid')} on {w.get('host')} is gone"
         if self.state != TrialState.FAIL:
             return None
@@ -219,6 +265,7 @@ def read(t: FrozenTrial) -> RecordedTrial:
         constraints=_constraints(t),
         started=t.datetime_start,
         record=TrialRecord.from_user_attrs(t.user_attrs),
+        retry_of=t.system_attrs.get("failed_trial"),
     )
 
 

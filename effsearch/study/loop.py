@@ -1,7 +1,8 @@
 """The run loop: one training run after another until the study's total or the timeout is reached.
 
 Survives a dropped storage connection (finished trials are safe in the storage: reconnect and go on)
-and fails, then re-queues, trials whose worker stopped beating before it counts the runs.
+and fails, then re-queues, trials whose worker stopped renewing its lease before it counts the runs.
+No error loops: runs that fail before they count as training runs end the study after a few in a row.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.errors import EffsearchError, TrialError
 
-__all__ = ["LoopStats", "fail_dead_workers", "is_connection_error", "run_loop", "runs_counted"]
+__all__ = ["FAILED_BEFORE_TRAINING_IN_ROW", "LoopStats", "fail_dead_workers", "is_connection_error", "run_loop", "runs_counted"]
 
 log = logging.getLogger(__name__)
 
 _RECONNECTS = 5
+# Runs in a row that failed before counting as training runs (they do not use up the total): the error
+# would repeat for ever, so the study ends with its reason.
+FAILED_BEFORE_TRAINING_IN_ROW = 3
 
 Objective = Callable[[optuna.Trial], list[float]]
 
@@ -48,16 +52,19 @@ def run_loop(
     trials: int,
     timeout_s: float | None,
     on_start: Callable[[int], None] = lambda done: None,
+    after: Callable[[optuna.trial.FrozenTrial], None] = lambda trial: None,
     stop: Callable[[], str | None] = lambda: None,
     until: Callable[[], bool] | None = None,
 ) -> LoopStats:
     """Call `objective` on one new (or queued) trial at a time until `trials` runs count or time is up.
 
-    on_start(runs_done): told before each run starts. stop(): a reason to end the study (raised as an
-    EffsearchError, exit 1), checked after each trial. until(): True ends the loop early, as reaching
-    the total does (a benchmark that runs until a goal is met).
+    on_start(runs_done): told before each run starts. after(trial): told once the run's trial is finished
+    (not for a run interrupted or ended by an error that ends the study). stop(): a reason to end the
+    study (raised as an EffsearchError, exit 1), checked after each trial. until(): True ends the loop
+    early, as reaching the total does (a benchmark that runs until a goal is met).
     """
     stats = LoopStats()
+    failed_before_training: list[record.RecordedTrial] = []
     start = time.monotonic()
     lost_connections = 0
     adopt = False
@@ -74,7 +81,8 @@ def run_loop(
                 _adopt_orphans(study)
                 adopt = False
             # A worker that died leaves its trial RUNNING: fail it (and queue it again) before counting,
-            # at once where this host can prove the process gone, else once its heartbeat is stale.
+            # at once where this host can prove the process gone, else once its lease (or Optuna's
+            # heartbeat, on an RDB storage) is stale.
             fail_dead_workers(study)
             optuna.storages.fail_stale_trials(study)
             done = runs_counted(study)
@@ -88,7 +96,9 @@ def run_loop(
                 break
             on_start(done)
             t0 = time.perf_counter()
-            study.optimize(tracked, n_trials=1, catch=(TrialError,), gc_after_trial=False)
+            study.optimize(
+                tracked, n_trials=1, catch=(TrialError,), gc_after_trial=False, callbacks=[lambda study, trial: after(trial)]
+            )
             stats.walls.append(time.perf_counter() - t0)
             stats.here += 1
             lost_connections = 0
@@ -107,14 +117,28 @@ def run_loop(
                 log.warning("run %s failed: %s", t.run, t.reason)
             elif t.state == TrialState.COMPLETE:
                 stats.completed += 1
+            if t.state == TrialState.FAIL and not t.is_training_run:
+                failed_before_training.append(t)
+            else:
+                failed_before_training.clear()
+        if len(failed_before_training) >= FAILED_BEFORE_TRAINING_IN_ROW:
+            last = failed_before_training[-1]
+            raise EffsearchError(
+                f"{len(failed_before_training)} runs in a row failed before training (trials "
+                f"{', '.join(str(t.number) for t in failed_before_training)}), the last with: "
+                f"{(str(last.reason).strip().splitlines() or [''])[0]}; "
+                "fix that error and run tune again"
+            )
     return stats
 
 
 def fail_dead_workers(study: optuna.Study, max_retry: int = 1) -> list[int]:
-    """Fail the RUNNING trials whose worker process is provably dead, and queue each run again once.
+    """Fail the RUNNING trials whose worker is gone, and queue each run again once.
 
-    As Optuna's heartbeat check does (RetryFailedTrialCallback), but without waiting for the grace period:
-    a driver killed with SIGKILL on this host is seen by the next `tune` here. Returns the failed numbers.
+    A worker is gone once its lease ran out (study/lease.py), on any storage and whoever judges; at once
+    where this machine and container can prove its process dead (a driver killed with SIGKILL here is
+    seen by the next `tune`). The copy queued again carries the baseline's marks, never the dead worker's
+    record (its worker, lease, figures or reason). Returns the failed numbers.
     """
     failed = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -137,7 +161,7 @@ def fail_dead_workers(study: optuna.Study, max_retry: int = 1) -> list[int]:
                 state=TrialState.WAITING,
                 params=frozen.params,
                 distributions=frozen.distributions,
-                user_attrs=record.baseline_attrs() if trial.baseline else {},
+                user_attrs=record.baseline_attrs(reference=trial.reference) if trial.baseline else {},
                 system_attrs={"failed_trial": frozen.number, **frozen.system_attrs, "retry_history": history},
             )
         )

@@ -85,6 +85,10 @@ class Recorder:
         if fp32 is not None:
             self._baseline = float(fp32.metrics[self.metric_key])
 
+    def forget_baseline(self) -> None:
+        """The baseline run was interrupted: the figures it set wait for the run that replaces it."""
+        self._baseline = None
+
     def values(self, metrics: dict[str, Any]) -> list[float]:
         """The objectives' values, or a TrialError naming the one that is missing or not finite."""
         try:

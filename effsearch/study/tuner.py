@@ -14,7 +14,6 @@ import optuna
 
 from effsearch import record
 from effsearch.errors import EffsearchError, TrialError
-from effsearch.host import this_process
 from effsearch.measure.artifact import Measurer
 from effsearch.pipeline import RunResult, run_training
 from effsearch.reference import run_reference
@@ -22,6 +21,7 @@ from effsearch.space import TrainConfig
 from effsearch.study.create import Instruments
 from effsearch.study.early_stop import stop_rule
 from effsearch.study.give_up import GiveUp
+from effsearch.study.lease import Lease
 from effsearch.study.loop import is_connection_error, run_loop, runs_counted
 from effsearch.study.recording import Recorder, Shared
 from effsearch.study.remeasure import remeasure
@@ -88,6 +88,8 @@ class Tuner:
         # Why no run of this study can be stopped early (its objectives, or --no-early-stop), or None.
         self.no_early_stop = unstoppable(settings.objectives, uf.metric_key) if settings.early_stop else "early stopping is off (--no-early-stop)"
         self.screened_in_row = 0
+        # Per lead trial, the trials of its other precisions, written once the lead is finished (_record_others).
+        self._others: dict[int, list[Callable[[], None]]] = {}
         self.closest_screened: tuple[str, TrainConfig] | None = None
         self._closest_excess = float("inf")
         self.recorder = Recorder(
@@ -126,6 +128,7 @@ class Tuner:
                 trials=s.trials,
                 timeout_s=s.timeout_s,
                 on_start=lambda done: self.on_stage(done, "starting", self.front_size()),
+                after=self._record_others,
                 stop=self._stop_reason,
                 until=None if until is None else (lambda: until(self.study)),
             )
@@ -159,9 +162,16 @@ class Tuner:
         A TrialError fails the run and the study goes on; so does any other error of the run itself (an
         OSError writing an artifact, say), recorded with its type. Errors of the user file or the study
         (EffsearchError) end the study after recording why; a dropped storage connection is left to the loop.
+        Ctrl-C at any stage (suggesting, measuring untrained, training, recording) fails the run as
+        "interrupted" (it does not count, and a baseline is queued again). The worker holds a lease on the
+        trial throughout, by which other workers tell it from a dead one.
         """
         try:
-            return self._run(trial, pool, measurer, screen)
+            with Lease(trial, interval_s=self.s.heartbeat_interval_s, grace_s=self.s.heartbeat_grace_s):
+                return self._run(trial, pool, measurer, screen)
+        except KeyboardInterrupt:
+            self._interrupted(trial)
+            raise
         except optuna.TrialPruned:
             raise
         except TrialError as exc:
@@ -179,6 +189,23 @@ class Tuner:
             record.write(trial, fail_reason=reason, fail_detail=traceback.format_exc()[-4000:])
             raise TrialError(reason) from exc
 
+    def _interrupted(self, trial: optuna.Trial) -> None:
+        """Record a run stopped by Ctrl-C: "interrupted", its other precisions unwritten; a baseline is queued
+        again, and its figures, which this run may have set, wait for the run that replaces it."""
+        self._others.pop(trial.number, None)
+        record.write(trial, fail_reason="interrupted")
+        own = record.current(trial)
+        if own.baseline:
+            self.recorder.forget_baseline()
+            # Every study starts from its baseline: queue it again for the next `tune`.
+            self.study.enqueue_trial(self.s.space.baseline(), user_attrs=record.baseline_attrs(reference=bool(own.reference)))
+
+    def _record_others(self, lead: optuna.trial.FrozenTrial) -> None:
+        """Write the trials of a run's other precisions once its lead trial is finished, so that a run
+        interrupted or lost before then leaves none of them behind (its re-run makes them again)."""
+        for write in self._others.pop(lead.number, []):
+            write()
+
     def _screened(self, trial: optuna.Trial, params: dict[str, Any], space: Any, shared: record.TrialRecord,
                   untrained: dict[str, dict[str, Any]], verdict: Any, config: TrainConfig) -> optuna.TrialPruned:
         """Record a configuration screened out untrained: its trials PRUNED with their limit values."""
@@ -188,10 +215,10 @@ class Tuner:
             trial.set_constraint(key, value)
         for precision, figures in untrained.items():
             if precision != lead:
-                self.recorder.add_screened(
-                    precision, Shared(params, space.distributions(), shared), untrained=figures,
+                self._others.setdefault(trial.number, []).append(functools.partial(
+                    self.recorder.add_screened, precision, Shared(params, space.distributions(), shared), untrained=figures,
                     violations=verdict.violations.get(precision, {}), reason=verdict.reason,
-                )
+                ))
         self.screened += 1
         self.screened_in_row += 1
         if self.closest_screened is None or verdict.excess < self._closest_excess:
@@ -201,7 +228,7 @@ class Tuner:
     def _run(self, trial: optuna.Trial, pool: WorkerPool, measurer: Measurer, screen: Screen) -> list[float]:
         space = self.give_up.space(self.s.space)
         params = space.suggest(trial)
-        record.write(trial, lead=True, worker=this_process())
+        record.write(trial, lead=True)
         run = runs_counted(self.study)  # this run included: runs count from 1
         config = config_of(params, epochs=self.s.epochs, seed=self.s.seed)
         # The training loader's options for this device and world size, recorded with the configuration.
@@ -217,7 +244,7 @@ class Tuner:
             log.debug("untrained figures of trial %d: %s", trial.number, exc)
             untrained = {}
         if screen.active and not record.current(trial).baseline:
-            verdict = screen.verdict(untrained, screen.baseline_latency())
+            verdict = screen.verdict(untrained)
             if verdict.reason:
                 raise self._screened(trial, params, space, shared, untrained, verdict, config)
         self.screened_in_row = 0
@@ -230,19 +257,12 @@ class Tuner:
                     self.uf, screen.datasets, measurer, config, precisions, self.s.artifact_dir / f"run-{trial.number}"
                 )
             else:
-                result = self._train(trial, config, pool, measurer, run, precisions, self._stop_rule(trial, config, untrained))
+                result = self._train(trial, config, pool, measurer, run, precisions, self._stop_rule(trial, config, untrained),
+                                     channel_multiple=screen.channel_multiple)
         except TrialError as exc:
             record.write(trial, fail_reason=str(exc), fail_detail=exc.detail[-4000:] if exc.detail else None)
             if exc.structural:
                 self.give_up.failed(exc.structural, str(exc), where=f"prune_ratio {config.prune_ratio:g}", trial=trial.number)
-            raise
-        except KeyboardInterrupt:
-            record.write(trial, fail_reason="interrupted")
-            if record.current(trial).baseline:
-                # Every study starts from its baseline: queue it again for the next `tune`.
-                self.study.enqueue_trial(
-                    self.s.space.baseline(), user_attrs=record.baseline_attrs(reference=bool(record.current(trial).reference))
-                )
             raise
         if result.lead.curve:
             record.write(trial, curve=list(result.lead.curve))
@@ -259,14 +279,16 @@ class Tuner:
         )
         if record.current(trial).baseline:
             self.recorder.set_baseline(result.precisions)
+        self.give_up.made(result.precisions, where=json.dumps(asdict(config), sort_keys=True), trial=trial.number)
         lead_result = None
         for pr in result.precisions:
-            if pr.error and pr.structural:
-                self.give_up.failed(pr.precision, pr.error, where=json.dumps(asdict(config), sort_keys=True), trial=trial.number)
             if pr.precision == params["precision"]:
                 lead_result = pr
             else:
-                self.recorder.add_precision(pr, Shared(params, space.distributions(), shared), untrained.get(pr.precision))
+                own = Shared(params, space.distributions(), shared)
+                self._others.setdefault(trial.number, []).append(
+                    functools.partial(self.recorder.add_precision, pr, own, untrained.get(pr.precision))
+                )
         self.on_stage(run, "recorded", self.front_size())
         if lead_result is None or lead_result.error:
             reason = lead_result.error if lead_result else f"precision {params['precision']} was not made"
@@ -294,7 +316,7 @@ class Tuner:
 
     def _train(
         self, trial: optuna.Trial, config: TrainConfig, pool: WorkerPool, measurer: Measurer, run: int, precisions: tuple[str, ...],
-        stop: StopRule | None = None,
+        stop: StopRule | None = None, channel_multiple: int | None = None,
     ) -> RunResult:
         threads = max(1, available_cores() // config.world_size) if self.device == "cpu" else 1
         # A run's artifacts share one folder: model.onnx (fp32) and model.<precision>.onnx.
@@ -309,5 +331,6 @@ class Tuner:
             collective_timeout_s=self.s.collective_timeout_s,
             timeout_s=self.s.trial_timeout_s,
             stop=stop,
+            channel_multiple=channel_multiple,
             stage=lambda st: self.on_stage(run, st, -1),
         )
