@@ -17,7 +17,7 @@ def export(
     storage: StorageOpt = None,
     trial: Annotated[int | None, typer.Option("--trial", min=0, help="Export this trial number.")] = None,
     pick: Annotated[str | None, typer.Option("--pick", help="Pick rule: knee (the front trial nearest the utopia point).")] = None,
-    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Limit: p50 latency at batch 1.")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option("--max-latency-ms", min=0, help="Limit: p50 latency in ms as effsearch shows it (one call at the study's latency batch; re-measured where it was).")] = None,
     max_metric_drop: Annotated[float | None, typer.Option("--max-metric-drop", help="Limit: drop from the dense baseline, in the metric's units.")] = None,
     max_size_mb: Annotated[float | None, typer.Option("--max-size-mb", min=0, help="Limit: file size in MB (10^6 bytes).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the model and its cards if they exist.")] = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,32 +15,27 @@ def remeasure(
     study: StudyOpt = None,
     storage: StorageOpt = None,
     latency_threads: Annotated[int | None, typer.Option("--latency-threads", min=1, help="onnxruntime threads (default: the study's).")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Take the timed validation samples from this user file instead of the one the study recorded.")
+    ] = None,
 ) -> None:
-    """Re-measure the front's latency together (interleaved blocks); the front then uses these figures."""
-    from effsearch.record import read_meta
+    """Re-measure the front's latency together (interleaved blocks) as tune does: on the study's latency target,
+    with its validation samples at its latency batch; the front then uses these figures."""
     from effsearch.report.table import front_table
     from effsearch.results.front import front_rows, knee, study_info
-    from effsearch.study.remeasure import remeasure as run
+    from effsearch.study.remeasure import remeasure_study
 
     st, _ = load_study(study, storage)
-    meta = read_meta(st)
-    threads = latency_threads or int(meta.get("latency", {}).get("threads") or 1)
-    entry = run(st, threads=threads, meter_cls=_meter(meta.get("infer_energy_source")))
+    entry = remeasure_study(st, threads=latency_threads, user_file=file)
     if entry is None:
         err.print("nothing to re-measure: the study has no completed trial with its file", markup=False, highlight=False)
         raise typer.Exit(1)
     energy = f", inference energy with {entry['energy']['meter']}" if "energy" in entry else ""
+    target = f" ({', '.join(entry['providers'])})" if entry.get("providers") else ""
     err.print(
-        f"re-measured {len(entry['trials'])} artifacts together{energy} on {entry['host']} in {entry['seconds']:.1f} s", markup=False, highlight=False
+        f"re-measured {len(entry['trials'])} artifacts together{energy} on {entry['host']}{target} in {entry['seconds']:.1f} s",
+        markup=False, highlight=False,
     )
     rows = front_rows(st)
     k = knee(st, rows)
     out.print(front_table(study_info(st), rows, k.trial if k else None))
-
-
-def _meter(source: str | None) -> object | None:
-    """The study's inference-energy meter where it measures and is usable here; None for the estimate."""
-    from effsearch.plugins import plugins_of_kind
-
-    found = [p.obj for p in plugins_of_kind("energy_meter") if p.name == source and not p.unavailable]
-    return found[0] if found and getattr(found[0], "measured", False) else None

@@ -52,6 +52,14 @@ def model_io(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return describe(model.graph.input), describe(model.graph.output)
 
 
+def _remeasured(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Where latency_ms comes from: the front re-measured together (results/remeasured.py), or the run's end."""
+    if metrics.get("remeasured_on") is None:
+        return {"figure": "measured when the run ended"}
+    return {"figure": f"re-measured together with the front on {metrics['remeasured_on']} (interleaved blocks); "
+                      "latency_first_ms is the figure taken when the run ended"}
+
+
 def _run_record(study: optuna.Study, row: FrontRow) -> record.TrialRecord:
     """The record of the run's lead trial, which holds what the run's precisions share (config, pruning)."""
     trials = {t.number: t for t in record.read_all(study)}
@@ -98,8 +106,8 @@ def model_card(
         "outputs": outputs,
         "dynamic_batch": bool(inputs) and all(isinstance(i["shape"][0], str) for i in inputs if i["shape"]),
         "precision": row.precision,
-        "prune_ratio": row.params.get("prune_ratio"),
-        "prune_achieved": run.prune_achieved,
+        "prune_ratio": row.params.get("prune_ratio"),  # asked for (the searched value)
+        "prune_achieved": row.prune_achieved if row.prune_achieved is not None else run.prune_achieved,  # built
         "prune_kept": run.prune_kept or {},
         "params": row.params,
         "training": run.config,
@@ -122,11 +130,12 @@ def model_card(
                              "throughput_sps is that batch over latency_ms",
                 **latency,
                 "recorded_on_study": recorded,
+                **_remeasured(row.metrics),
             },
             "flops": "fvcore on the pruned torch module; one multiply-add counts as one",
             "energy_source": row.metrics.get("energy_source", info.energy_source),
             "energy_meter": meta.get("energy_meter"),
-            "energy": "energy_j: the training run; infer_energy_mj: per inference at batch 1",
+            "energy": f"energy_j: the training run; infer_energy_mj: per sample, read over calls at batch {latency['batch']}",
             "host": {k: env.get(k) for k in ("host", "cpu", "platform", "python", "cores_usable", "torch_threads", "cuda_devices")},
         },
         "versions": {

@@ -17,6 +17,16 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _pruning(card: dict[str, Any]) -> str:
+    """The pruning built, then the share asked where it differs; the share asked where none was recorded built."""
+    built, asked = card.get("prune_achieved"), card.get("prune_ratio")
+    if built is None:
+        return f"pruning asked {_fmt(asked)} (what was built is not recorded)"
+    if asked is None or f"{float(asked):.3g}" == f"{float(built):.3g}":
+        return f"pruned {float(built):.3g}"
+    return f"pruned {float(built):.3g} (asked {float(asked):.3g})"
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown a reader can skim: the model's inputs, what it scores, how that was measured."""
     m, meas, ver = card["metric"], card["measurement"], card["verification"]
@@ -39,7 +49,7 @@ def card_markdown(card: dict[str, Any]) -> str:
     lines = [
         f"# {card['model']}: trial {card['trial']} of study {card['study']}",
         "",
-        f"{card['precision']} ONNX model, pruning ratio {_fmt(card['prune_ratio'])} (achieved {_fmt(card['prune_achieved'])}), "
+        f"{card['precision']} ONNX model, {_pruning(card)}, "
         f"{m['key']} {_fmt(m['value'])} ({m['direction']}; baseline trial {_fmt(m['baseline_trial'])}: {_fmt(m['baseline_value'])}, "
         f"drop {_fmt(m['drop_from_baseline'])}).",
         "",
@@ -89,7 +99,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- {m['key']}: {meas['metric']}.",
         f"- latency: {lat['runtime']} ({lat['target']}), batch {lat['batch']}, {lat['threads']} thread(s), "
         f"{lat['warmup']} warm-up calls, {lat['repeats']} timed calls; {lat['statistic']}"
-        + ("" if lat["recorded_on_study"] else " (the study did not record these settings; effsearch's defaults shown)") + ".",
+        + ("" if lat["recorded_on_study"] else " (the study did not record these settings; effsearch's defaults shown)")
+        + (f"; latency_ms {lat['figure']}" if lat.get("figure") else "") + ".",
         f"- FLOPs: {meas['flops']}.",
         f"- energy: {meas['energy']}; source {meas['energy_source']}" + (" (an estimate, not a measurement)" if meas["energy_source"] == "estimate" else "") + ".",
         f"- host: {host.get('host')}, {host.get('cpu')}, {host.get('cores_usable')} usable cores, {host.get('platform')}.",

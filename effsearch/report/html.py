@@ -22,7 +22,8 @@ __all__ = ["render_html"]
 _FRONT, _FRONT_OUT = "#1f6fb4", "#a9c8e6"
 _COLORS = {"dominated": "#9a9a9a", "infeasible": "#c9a227", "failed": "#d62728"}
 _PARAM_LABELS = {
-    "batch_size": "batch", "lr": "lr", "lr_schedule": "schedule", "clip_norm": "clip", "prune_ratio": "prune",
+    # prune_ratio, as searched, is the share asked for; what was built is shown as "prune (built)".
+    "batch_size": "batch", "lr": "lr", "lr_schedule": "schedule", "clip_norm": "clip", "prune_ratio": "prune (asked)",
     "precision": "precision", "world_size": "ranks",
 }
 # Trace order in every scatter; the page's script restyles the two front traces by these indices.
@@ -79,11 +80,22 @@ def _axis(info: StudyInfo, key: str) -> str:
     return f"{metric_label(info, key)}, {better}"
 
 
+def _prune(built: float | None, asked: Any) -> str:
+    """The pruning built, and the share asked where it differs (pruning rounds channel counts)."""
+    if built is None:
+        return "-"
+    text = _num(built, 3)
+    if asked is not None and _num(float(asked), 3) != text:
+        text += f" (asked {_num(float(asked), 3)})"
+    return text
+
+
 def _hover(p: Point, x: str, y: str) -> str:
     tag = " (baseline)" if p.baseline else (" (knee)" if p.knee else "")
     prm = p.params
+    prune = f"prune {_prune(p.prune, prm.get('prune_ratio'))}" if p.state != "failed" else f"prune asked {_num(prm.get('prune_ratio'), 3)}"
     lines = [f"trial {p.trial}{tag}: {p.state}",
-             f"{prm.get('precision', '?')}, prune {prm.get('prune_ratio', '-')}, {prm.get('world_size', '-')} rank(s)"]
+             f"{prm.get('precision', '?')}, {prune}, {prm.get('world_size', '-')} rank(s)"]
     if p.values:
         lines.append(f"{x} {_num(p.values.get(x))}, {y} {_num(p.values.get(y))}")
     if p.reason:
@@ -263,7 +275,7 @@ def _limits(r: Report) -> dict[str, Any]:
 
 
 def _front_head(info: StudyInfo) -> list[str]:
-    head = ["trial", "run", "precision", "prune", "batch", "lr", "schedule", "clip", "ranks"]
+    head = ["trial", "run", "precision", "prune (built)", "batch", "lr", "schedule", "clip", "ranks"]
     head += [metric_label(info, info.metric_key), "drop from baseline", *(metric_label(info, k) for k in _METRIC_COLS)]
     return head + ["latency × dense (same precision)", "FLOPs × dense", "untrained latency (× dense)", "energy source", "export"]
 
@@ -272,7 +284,7 @@ def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
     row, p, m = e.row, e.row.params, e.row.metrics
     lat = _clean(m.get("latency_ms"))
     cells = [
-        row.run, row.precision, _num(p.get("prune_ratio"), 3), _num(p.get("batch_size")), _num(p.get("lr"), 3),
+        row.run, row.precision, _prune(row.prune, p.get("prune_ratio")), _num(p.get("batch_size")), _num(p.get("lr"), 3),
         p.get("lr_schedule", "-"), _num(p.get("clip_norm"), 3), _num(p.get("world_size")), _num(m.get(r.info.metric_key)),
         "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS),
         _num(m.get("latency_vs_dense"), 3), _num(m.get("flop_ratio"), 3),

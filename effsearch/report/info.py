@@ -15,7 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 from effsearch import record
 from effsearch.constraints import metric_drop
 from effsearch.results import hypervolume as hv
-from effsearch.results.front import UNITS, FrontRow, StudyInfo, baseline, export_command, failures, front_rows, knee, study_info
+from effsearch.results.front import (
+    UNITS, FrontRow, Shown, StudyInfo, baseline, export_command, failures, front_rows, knee, row_of, shown, study_info,
+)
 from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
 
@@ -41,7 +43,11 @@ MIN_IMPORTANCE_RUNS = 5
 
 @dataclass(frozen=True)
 class Point:
-    """One trial as the plots see it. state: front, dominated, infeasible (broke a search constraint) or failed."""
+    """One trial as the plots see it. state: front, dominated, infeasible (broke a search constraint) or failed.
+
+    values: the objectives as shown (results/front.py: shown); prune: the pruning built (asked, where the
+    run recorded none or failed before building); params: the searched values, prune_ratio as asked.
+    """
 
     trial: int
     run: int
@@ -51,6 +57,7 @@ class Point:
     params: dict[str, Any]
     values: dict[str, float] | None
     reason: str | None = None
+    prune: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,8 @@ class FrontEntry:
 
 @dataclass(frozen=True)
 class Hypervolume:
-    """Hypervolume after each completed trial, in the scaled objective space (see report.hypervolume).
+    """Hypervolume after each completed trial, from the figures shown (results/front.py: shown), in the
+    scaled objective space (see results/hypervolume.py).
 
     lo, hi: each objective's best and worst completed value, in its minimised form (maximised ones negated).
     """
@@ -141,18 +149,26 @@ def metric_label(info: StudyInfo, key: str) -> str:
     return label
 
 
-def _points(study: optuna.Study, info: StudyInfo, front: set[int], knee_trial: int | None) -> list[Point]:
+def _values(seen: Shown, number: int, info: StudyInfo, stored: tuple[float, ...] | None) -> dict[str, float]:
+    """A completed trial's objectives as shown; Optuna's stored value where none is shown (a trial that
+    completed after `seen` was read)."""
+    metrics = seen.rows[number].metrics if number in seen.rows else {}
+    return {k: float(v if metrics.get(k) is None else metrics[k]) for k, v in zip(info.objectives, stored or ())}
+
+
+def _points(study: optuna.Study, info: StudyInfo, seen: Shown, front: set[int], knee_trial: int | None) -> list[Point]:
     points = []
     for t in record.read_all(study, states=(TrialState.COMPLETE, TrialState.FAIL)):
         params = {k: t.params[k] for k in CORE_PARAMS if k in t.params}
         common = dict(trial=t.number, run=t.run, baseline=t.baseline, knee=t.number == knee_trial, params=params)
         if t.state == TrialState.FAIL:
             values = {k: float(t.metrics[k]) for k in info.objectives if k in t.metrics} or None
-            points.append(Point(state="failed", values=values, reason=t.reason, **common))
+            asked = params.get("prune_ratio")
+            points.append(Point(state="failed", values=values, reason=t.reason, prune=None if asked is None else float(asked), **common))
             continue
+        row = seen.rows.get(t.number) or row_of(t)
         state = "front" if t.number in front else ("infeasible" if t.infeasible else "dominated")
-        values = {k: float(v) for k, v in zip(info.objectives, t.values or ())}
-        points.append(Point(state=state, values=values, **common))
+        points.append(Point(state=state, values=_values(seen, t.number, info, t.values), prune=row.prune, **common))
     return points
 
 
@@ -168,7 +184,8 @@ def _curves(study: optuna.Study) -> list[Curve]:
     return out
 
 
-def _hypervolume(study: optuna.Study, info: StudyInfo) -> Hypervolume:
+def _hypervolume(study: optuna.Study, info: StudyInfo, seen: Shown) -> Hypervolume:
+    """Over the completed trials within the search constraints, from their figures as shown."""
     trials = [t for t in record.read_all(study, states=(TrialState.COMPLETE,)) if not t.infeasible]
     trials.sort(key=lambda t: t.number)
     note = None
@@ -176,7 +193,7 @@ def _hypervolume(study: optuna.Study, info: StudyInfo) -> Hypervolume:
         note = f"the hypervolume needs at least 2 completed trials to mean anything; this study has {len(trials)}"
     if not trials:
         return Hypervolume((), (), hv.REFERENCE, (), (), note)
-    values = np.array([t.values for t in trials], dtype=float)
+    values = np.array([list(_values(seen, t.number, info, t.values).values()) for t in trials], dtype=float)
     _, lo, hi = hv.normalise(values, info.directions)
     series = hv.history(values, info.directions)
     return Hypervolume(
@@ -192,7 +209,7 @@ def _varying(trials: list[FrozenTrial]) -> list[str]:
     return names
 
 
-def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
+def _importances(study: optuna.Study, info: StudyInfo, seen: Shown) -> list[Importance]:
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     runs = len({record.read(t).run_trial for t in trials})
     if runs < MIN_IMPORTANCE_RUNS:
@@ -205,7 +222,7 @@ def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
     if not params:
         return [Importance(k, None, "no searched parameter varies across the completed trials") for k in info.objectives]
     out = []
-    for i, key in enumerate(info.objectives):
+    for key in info.objectives:  # the objectives as shown (re-measured where in force)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -213,7 +230,7 @@ def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
                     study,
                     evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
                     params=params,
-                    target=lambda t, i=i: t.values[i],
+                    target=lambda t, key=key: _values(seen, t.number, info, tuple(t.values))[key],
                 )
             out.append(Importance(key, {k: float(v) for k, v in imp.items()}, None))
         except (RuntimeError, ValueError, ZeroDivisionError) as exc:
@@ -222,7 +239,8 @@ def _importances(study: optuna.Study, info: StudyInfo) -> list[Importance]:
     return out
 
 
-def _parallel(study: optuna.Study, info: StudyInfo) -> tuple[list[ParallelDim], list[int]]:
+def _parallel(study: optuna.Study, info: StudyInfo, seen: Shown) -> tuple[list[ParallelDim], list[int]]:
+    """The searched values (prune_ratio as asked) against the objectives as shown."""
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
     if not trials:
         return [], []
@@ -240,19 +258,21 @@ def _parallel(study: optuna.Study, info: StudyInfo) -> tuple[list[ParallelDim], 
             dims.append(ParallelDim(k, tuple(float(np.log10(v)) for v in vals), log=True))
         else:
             dims.append(ParallelDim(k, tuple(float(v) for v in vals)))
-    for i, key in enumerate(info.objectives):
-        dims.append(ParallelDim(key, tuple(float(t.values[i]) for t in trials)))
+    shown_values = [_values(seen, t.number, info, tuple(t.values)) for t in trials]
+    for key in info.objectives:
+        dims.append(ParallelDim(key, tuple(v[key] for v in shown_values)))
     return dims, [t.number for t in trials]
 
 
 def build_report(study: optuna.Study, url: str) -> Report:
     """Read the whole report of one study. Never fails on a small or all-failed study: it adds notes."""
     info = study_info(study)
-    rows = front_rows(study)
+    seen = shown(study)  # every figure the report shows comes from here
+    rows = front_rows(study, seen)
     k = knee(study, rows)
-    base = baseline(study)
+    base = baseline(study, seen)
     front_set = {r.trial for r in rows}
-    points = _points(study, info, front_set, k.trial if k else None)
+    points = _points(study, info, seen, front_set, k.trial if k else None)
     notes = []
     n_complete = sum(p.state != "failed" for p in points)
     if not points:
@@ -266,7 +286,7 @@ def build_report(study: optuna.Study, url: str) -> Report:
             f"the front is Pareto-optimal in all {len(info.objectives)} objectives; in a two-objective view some front "
             "trials can look dominated"
         )
-    entry = record.read_remeasured(study)
+    entry = seen.remeasured
     if entry and rows and any("latency_first_ms" in r.metrics for r in rows):
         notes.append(
             f"the front's latencies were re-measured together on {entry['host']} ({len(entry['trials'])} artifacts, "
@@ -285,9 +305,9 @@ def build_report(study: optuna.Study, url: str) -> Report:
         if base is not None and key in r.metrics and key in base.metrics:
             drop = metric_drop(float(r.metrics[key]), float(base.metrics[key]), info.metric_direction)
         entries.append(FrontEntry(r, drop, k is not None and r.trial == k.trial, export_command(info.name, url, r.trial)))
-    hyper = _hypervolume(study, info)
-    importances = _importances(study, info)
-    dims, par_trials = _parallel(study, info)
+    hyper = _hypervolume(study, info, seen)
+    importances = _importances(study, info, seen)
+    dims, par_trials = _parallel(study, info, seen)
     if not dims:
         notes.append("parallel coordinates need at least one completed trial")
     return Report(

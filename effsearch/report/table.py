@@ -61,6 +61,7 @@ _SHOWN = ("latency_ms", "flops", "param_count", "size_bytes", "energy_j")
 
 
 def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = None) -> Table:
+    """The front as a table; "prune" is the share the run removed (prune_achieved), not the share asked."""
     estimate = info.energy_source == "estimate"
     energy = "energy J (estimate)" if estimate else f"energy J ({info.energy_source})"
     remeasured = any("latency_first_ms" in r.metrics for r in rows)
@@ -85,7 +86,7 @@ def front_table(info: StudyInfo, rows: list[FrontRow], knee_trial: int | None = 
         if r.within_noise:
             mark += " ≈" + ",".join(map(str, r.within_noise))  # cannot be told apart from these
         table.add_row(
-            f"{r.trial}{mark}", str(r.run), r.precision, f"{float(p.get('prune_ratio', 0)):.2f}", str(p.get("batch_size")),
+            f"{r.trial}{mark}", str(r.run), r.precision, "-" if r.prune is None else f"{r.prune:.2f}", str(p.get("batch_size")),
             f"{float(p.get('lr', 0)):.2g}", str(p.get("lr_schedule")), _num(p.get("clip_norm")), str(p.get("world_size")),
             fmt_metric(m.get(info.metric_key)), f"{float(m.get('latency_ms', 0)):.4f}", _vs_dense(r), _ratio(r.untrained), at_least(m, "flops") + _si(m.get("flops"), "FLOP"),
             _si(m.get("param_count"), ""), _si(m.get("size_bytes"), "B"), f"{float(m.get('energy_j', 0)):.2f}",

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.results.hypervolume import normalise
-from effsearch.results.remeasured import pareto, with_remeasured, within_noise
+from effsearch.results.remeasured import in_force, pareto, with_remeasured, within_noise
 from effsearch.results.speedup import dense_counterparts, speedup
 from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
@@ -38,7 +38,10 @@ __all__ = [
     "UNITS",
     "StudyInfo",
     "FrontRow",
+    "Shown",
+    "shown",
     "study_info",
+    "shown_rows",
     "front_rows",
     "knee",
     "failures",
@@ -74,10 +77,19 @@ class FrontRow:
     untrained: dict[str, Any] | None = None  # what was known before training (pretrain.Untrained)
     within_noise: tuple[int, ...] = ()  # front trials this one cannot be told apart from (re-measured)
     speedup_flag: str | None = None  # why its compression does not reach the artifact (results/speedup.py)
+    prune_achieved: float | None = None  # the share of prunable channels the run removed (params: the share asked)
 
     @property
     def precision(self) -> str:
         return str(self.params.get("precision", "?"))
+
+    @property
+    def prune(self) -> float | None:
+        """The pruning shown for the point: what was built, where the run recorded it, else what was asked."""
+        if self.prune_achieved is not None:
+            return float(self.prune_achieved)
+        asked = self.params.get("prune_ratio")
+        return None if asked is None else float(asked)
 
 
 def study_info(study: optuna.Study) -> StudyInfo:
@@ -103,22 +115,78 @@ def row_of(t: FrozenTrial | record.RecordedTrial) -> FrontRow:
     if trained is not None and "batch_size" in params:
         params["batch_size"] = int(trained)
     return FrontRow(
-        trial=r.number, run=r.run, params=params, metrics=r.metrics, onnx=r.onnx, baseline=r.baseline, untrained=r.record.untrained
+        trial=r.number, run=r.run, params=params, metrics=r.metrics, onnx=r.onnx, baseline=r.baseline, untrained=r.record.untrained,
+        prune_achieved=r.record.prune_achieved,
     )
 
 
-def front_rows(study: optuna.Study) -> list[FrontRow]:
-    """The Pareto-optimal complete trials, best metric first, from re-measured figures where they cover the front."""
-    info = study_info(study)
+@dataclass(frozen=True)
+class Shown:
+    """Every completed trial as effsearch shows it (rows, by number), and where its figures come from.
+
+    remeasured: the re-measurement in force (remeasured.in_force), or None; stored_front: the trials of
+    Optuna's front (first figures); round_to: each trial's run's pruned-channel multiple (speedup flags).
+    """
+
+    rows: dict[int, FrontRow]
+    remeasured: dict[str, Any] | None
+    stored_front: tuple[int, ...]
+    round_to: dict[int, int | None]
+
+
+def _at_batch(untrained: dict[str, Any] | None, batch: int) -> dict[str, Any] | None:
+    # Untrained figures are timed on the study's timed sample, at its latency batch, whatever their protocol says.
+    if not untrained or not isinstance(untrained.get("protocol"), dict):
+        return untrained
+    return {**untrained, "protocol": {**untrained["protocol"], "batch": batch}}
+
+
+def shown(study: optuna.Study) -> Shown:
+    """Every completed trial with the figures effsearch shows for it: the one source of the front, the knee,
+    the table, `pareto --json`, the report (points, hypervolume, parallel coordinates) and the model card.
+
+    Latency (and inference energy a meter read again) re-measured together where the study's newest
+    re-measurement covers its stored front, else as first measured; the pruning its run achieved
+    (prune_achieved, on the run's lead trial); untrained figures at the batch the study times.
+    """
+    trials = record.read_all(study)
+    leads = {t.number: t.record for t in trials if t.lead}
     try:
-        best = study.best_trials
+        best = tuple(t.number for t in study.best_trials)
     except (ValueError, RuntimeError):
-        best = []
-    recorded = {t.number: t for t in record.read_all(study, states=(TrialState.COMPLETE,))}
-    entry = record.read_remeasured(study)
-    timed = set((entry or {}).get("trials", {}))
-    if entry and best and all(str(t.number) in timed for t in best):
-        rows = [with_remeasured(row_of(recorded[int(n)]), entry) for n in timed if int(n) in recorded]
+        best = ()
+    entry = in_force(record.read_remeasured(study), list(best))
+    batch = int(record.read_meta(study).get("latency", {}).get("batch") or 1)
+    rows, round_to = {}, {}
+    for t in trials:
+        if t.state != TrialState.COMPLETE:
+            continue
+        lead = leads.get(t.run_trial)
+        row = row_of(t)
+        row = dataclasses.replace(
+            row, untrained=_at_batch(row.untrained, batch),
+            prune_achieved=lead.prune_achieved if lead is not None else row.prune_achieved,
+        )
+        rows[t.number] = with_remeasured(row, entry)
+        round_to[t.number] = lead.prune_round_to if lead is not None else None
+    return Shown(rows, entry, best, round_to)
+
+
+def shown_rows(study: optuna.Study) -> dict[int, FrontRow]:
+    """Every completed trial by number, with the figures effsearch shows for it (see `shown`)."""
+    return shown(study).rows
+
+
+def front_rows(study: optuna.Study, seen: Shown | None = None) -> list[FrontRow]:
+    """The Pareto-optimal complete trials, best metric first, from the figures shown (re-measured where in force).
+
+    seen: `shown(study)`, where the caller has it already.
+    """
+    info = study_info(study)
+    seen = shown(study) if seen is None else seen
+    entry = seen.remeasured
+    if entry is not None:
+        rows = [seen.rows[int(n)] for n in entry["trials"] if int(n) in seen.rows]
         base = next((r for r in rows if r.baseline), None)
         base_metric = float(base.metrics[info.metric_key]) if base is not None and info.metric_key in base.metrics else None
         limits = Constraints.from_dict(record.read_limits(study))
@@ -127,31 +195,26 @@ def front_rows(study: optuna.Study) -> list[FrontRow]:
         peers = within_noise(rows, info.objectives, info.energy_source == "estimate")
         rows = [dataclasses.replace(r, within_noise=peers[r.trial]) for r in front]
     else:
-        rows = [row_of(recorded[t.number]) for t in best]
-    rows = _with_speedup(study, rows, recorded, entry)
+        rows = [seen.rows[n] for n in seen.stored_front if n in seen.rows]
+    rows = _with_speedup(rows, seen)
     sign = -1.0 if info.metric_direction == "maximize" else 1.0
     return sorted(rows, key=lambda r: (sign * float(r.metrics.get(info.metric_key, 0.0)), r.trial))
 
 
-def _with_speedup(study: optuna.Study, rows: list[FrontRow], recorded: dict[int, record.RecordedTrial],
-                  entry: dict[str, Any] | None) -> list[FrontRow]:
+def _with_speedup(rows: list[FrontRow], seen: Shown) -> list[FrontRow]:
     """Each row with its latency and FLOPs as ratios to the dense model at its precision, and its flag."""
-    dense = dense_counterparts([with_remeasured(row_of(t), entry) for t in recorded.values()])
-    leads = {t.number: t.record for t in record.read_all(study) if t.lead}
+    dense = dense_counterparts(list(seen.rows.values()))
     out = []
     for r in rows:
-        lead = leads.get(recorded[r.trial].run_trial if r.trial in recorded else r.trial)
-        s = speedup(r, dense, lead.prune_round_to if lead is not None else None)
+        s = speedup(r, dense, seen.round_to.get(r.trial))
         out.append(r if s is None else dataclasses.replace(r, metrics={**r.metrics, **s.metrics()}, speedup_flag=s.flag))
     return out
 
 
-def baseline(study: optuna.Study) -> FrontRow | None:
-    """The dense fp32 baseline trial (the first run of the study), if it completed."""
-    for t in record.read_all(study, states=(TrialState.COMPLETE,)):
-        if t.baseline:
-            return row_of(t)
-    return None
+def baseline(study: optuna.Study, seen: Shown | None = None) -> FrontRow | None:
+    """The dense fp32 baseline trial (the first run of the study) as shown, if it completed."""
+    seen = shown(study) if seen is None else seen
+    return next((r for r in seen.rows.values() if r.baseline), None)
 
 
 def failures(study: optuna.Study) -> list[tuple[int, int, dict[str, Any], str]]:
@@ -188,7 +251,8 @@ def row_json(row: FrontRow) -> dict[str, Any]:
     """One element of `effsearch pareto --json` (PRODUCT.md)."""
     # JSON has no NaN or infinity: a non-finite figure (a metric that is not an objective) becomes null.
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.metrics.items()}
+    # params.prune_ratio: the pruning asked for (the searched value); prune_achieved: what was built.
     return {
-        "trial": row.trial, "run": row.run, "params": row.params, "metrics": metrics, "onnx": row.onnx,
-        "untrained": row.untrained, "within_noise": list(row.within_noise), "speedup_flag": row.speedup_flag,
+        "trial": row.trial, "run": row.run, "params": row.params, "prune_achieved": row.prune_achieved, "metrics": metrics,
+        "onnx": row.onnx, "untrained": row.untrained, "within_noise": list(row.within_noise), "speedup_flag": row.speedup_flag,
     }

@@ -8,19 +8,13 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.errors import ExportError
-from effsearch.results.front import FrontRow, baseline, front_rows, knee, row_of, study_info
-from effsearch.results.remeasured import with_remeasured
+from effsearch.results.front import FrontRow, baseline, front_rows, knee, shown, shown_rows, study_info
 
 __all__ = ["pick_trial", "pick_knee", "pick_within"]
 
 
-def _complete(study: optuna.Study) -> list[FrontRow]:
-    entry = record.read_remeasured(study)  # a re-measured figure decides a limit
-    return [with_remeasured(row_of(t), entry) for t in record.read_all(study, states=(TrialState.COMPLETE,))]
-
-
 def pick_trial(study: optuna.Study, number: int) -> FrontRow:
-    """The completed trial `number`, or an error saying why it cannot be shipped."""
+    """The completed trial `number` with the figures shown for it, or an error saying why it cannot be shipped."""
     trials = record.read_all(study)
     match = [t for t in trials if t.number == number]
     if not match:
@@ -31,7 +25,7 @@ def pick_trial(study: optuna.Study, number: int) -> FrontRow:
         front = ", ".join(str(r.trial) for r in front_rows(study)) or "none"
         reason = f": {t.record.fail_reason}" if t.record.fail_reason else ""
         raise ExportError(f"trial {number} is {t.state.name}{reason}; choose a completed trial (front: {front})")
-    return row_of(t)
+    return shown_rows(study)[number]
 
 
 def pick_knee(study: optuna.Study) -> FrontRow:
@@ -50,19 +44,20 @@ def pick_within(study: optuna.Study, limits: Constraints) -> FrontRow:
     """
     info = study_info(study)
     key, direction = info.metric_key, info.metric_direction
+    seen = shown(study)  # a figure as shown (re-measured where in force) decides a limit
     base = None
     if limits.max_metric_drop is not None:
-        b = baseline(study)
+        b = baseline(study, seen)
         if b is None or key not in b.metrics:
             raise ExportError(
                 f"study {study.study_name!r} has no completed dense baseline to measure a metric drop from; "
                 "use --max-latency-ms/--max-size-mb, --pick knee or --trial N"
             )
         base = float(b.metrics[key])
-    rows = _complete(study)
+    rows = list(seen.rows.values())
     if not rows:
         raise ExportError(f"study {study.study_name!r} has no completed trial; run `effsearch tune` first")
-    on_front = {r.trial for r in front_rows(study)}
+    on_front = {r.trial for r in front_rows(study, seen)}
     scored = [(r, limits.checks(r.metrics, key, base, direction)) for r in rows]
     inside = [r for r, checks in scored if all(c.met for c in checks)]
     if not inside:

@@ -1,9 +1,11 @@
 """The front from figures re-measured together (study/remeasure.py), and which points are within noise.
 
-Where a re-measurement covers the front, the front, knee, table, report, JSON and model card use its
-figures: `latency_ms` becomes the re-measured median, `latency_first_ms` keeps the figure taken when the
-run ended. Optuna's stored values keep the first figures (finished trials cannot change), so the sampler,
-`study.best_trials` and optuna-dashboard can disagree with effsearch's front.
+Where a re-measurement covers the stored front (it timed every trial of it), every figure effsearch shows
+uses it (results/front.py: shown_rows): `latency_ms` becomes the re-measured median of each trial it timed,
+`latency_first_ms` keeps the figure taken when the run ended. A re-measurement that misses a trial of the
+stored front predates that trial, and is not used at all: mixing it with first figures would compare
+moments again. Optuna's stored values keep the first figures (finished trials cannot change), so the
+sampler, `study.best_trials` and optuna-dashboard can disagree with effsearch's front.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ import numpy as np
 
 from effsearch.constraints import Constraints
 
-__all__ = ["ESTIMATE_TOLERANCE", "EXACT", "pareto", "within_noise", "with_remeasured"]
+__all__ = ["ESTIMATE_TOLERANCE", "EXACT", "in_force", "pareto", "within_noise", "with_remeasured"]
 
 # Figures that do not vary from measurement to measurement: equal or not.
 EXACT = ("size_bytes", "flops", "param_count")
 # Two estimates (energy without a meter) closer than this, relatively, cannot be told apart.
 ESTIMATE_TOLERANCE = 0.10
+
+
+def in_force(entry: dict[str, Any] | None, front: list[int]) -> dict[str, Any] | None:
+    """The re-measurement where it timed every trial of the stored front `front` (trial numbers), else None."""
+    timed = (entry or {}).get("trials", {})
+    return entry if entry and front and all(str(n) in timed for n in front) else None
 
 
 def with_remeasured(row: Any, entry: dict[str, Any] | None) -> Any:

@@ -73,7 +73,7 @@ def speedup(row: Any, dense: dict[str, Any], round_to: int | None) -> Speedup | 
     flops, dense_flops = row.metrics.get("flops"), counterpart.metrics.get("flops")
     flop = float(flops) / float(dense_flops) if flops and dense_flops else None
     flag = None
-    if float(row.params.get("prune_ratio") or 0.0) > 0 and row.trial != counterpart.trial:
+    if float(getattr(row, "prune", None) or 0.0) > 0 and row.trial != counterpart.trial:  # pruned: what was built
         if lat > 1.0:
             flag = f"{SLOWER} ({lat:.2f}x)"
         elif flop is not None and flop < 1.0 and (1.0 - lat) < 0.5 * (1.0 - flop):

@@ -4,6 +4,11 @@ Each trial's latency is first measured once, when its run ends, while the machin
 then; a front drawn from figures taken at different moments can rank points by the moment. Here every
 candidate is timed in the same interleaved blocks (measure/blocks.py), and the result is kept on the study
 (finished Optuna trials cannot change) with the host that measured it.
+
+The figures are taken as `tune` takes the first ones: on the study's latency target, with the first
+validation samples at the study's latency batch and sequence length. These figures then replace the
+first ones wherever effsearch shows a latency, so `effsearch remeasure` re-imports the study's user file
+for those samples (tune passes its own) and refuses, in one line, where it cannot.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from optuna.trial import TrialState
 
 from effsearch import record
 from effsearch.constraints import Constraints
+from effsearch.errors import PluginError, UserFileError
 from effsearch.host import cpu_model
+from effsearch.inputs import Feed, at_length
 from effsearch.measure.blocks import ENERGY_PROTOCOL, PROTOCOL, measure_blocks, measure_energy
 
-__all__ = ["NEAR", "candidates", "remeasure"]
+__all__ = ["NEAR", "candidates", "inference_meter_of", "remeasure", "remeasure_study", "study_providers", "study_sample"]
 
 log = logging.getLogger(__name__)
 
@@ -77,39 +84,92 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
     return chosen
 
 
-def _sample(study: optuna.Study) -> np.ndarray | dict[str, np.ndarray]:
-    """A batch of the study's input at its latency batch: zeros for features, ones for tokens and masks."""
+def study_providers(study: optuna.Study) -> list[str]:
+    """The onnxruntime providers of the latency target the study was tuned with (recorded by name)."""
+    from effsearch.plugins import get_plugin
+
+    name = str(record.read_meta(study).get("latency_target") or "cpu")  # studies that predate targets timed on the CPU
+    try:
+        target = get_plugin("latency_target", name)
+    except PluginError as exc:
+        raise PluginError(
+            f"study {study.study_name!r} times latency on the {name!r} target: {exc}; re-measure on a machine that has it"
+        ) from exc
+    return list(target().providers())
+
+
+def study_sample(study: optuna.Study, user_file: str | Path | None = None) -> np.ndarray | Feed:
+    """The batch `tune` timed: the first validation samples of the study's user file, at the study's latency
+    batch and sequence length (measure/artifact.py: Measurer.sample).
+
+    user_file: overrides the file the study recorded (one moved since, say).
+    """
+    from effsearch.measure.metric import Streamed
+    from effsearch.userfile import load_data, load_user_file
+
     meta = record.read_meta(study)
-    batch = int(meta.get("latency", {}).get("batch") or 1)
-    parts = meta.get("inputs") or {"input": {"shape": meta.get("input_shape") or [], "dtype": meta.get("input_dtype") or "float32"}}
+    file = user_file or meta.get("user_file")
+    if not file:
+        raise UserFileError(
+            f"study {study.study_name!r} records no user file to take its validation samples from; pass --file my_model.py"
+        )
+    if not Path(file).expanduser().is_file():
+        if user_file:
+            raise UserFileError(f"--file {file}: no such file; pass the path of the study's model file")
+        raise UserFileError(
+            f"{file}: the study's user file is gone, and its validation samples are what latency is timed on; "
+            "pass --file PATH to the model file"
+        )
+    uf = load_user_file(file)
+    key = meta.get("metric_key")
+    if key is not None and uf.metric_key != key:
+        raise UserFileError(
+            f"{uf.path.name} registers the metric {uf.metric_key!r}, but study {study.study_name!r} measured {key!r}; "
+            "pass the study's file with --file"
+        )
+    if meta.get("user_file_sha256") not in (None, uf.sha256):
+        log.warning("%s changed since the study was created; its validation samples are timed all the same", uf.path.name)
+    latency = meta.get("latency", {})
+    _, val = load_data(uf)
+    sample = Streamed(val).head(int(latency.get("batch") or 1))
+    length = latency.get("sequence_length")
+    return at_length(sample, int(length)) if length else sample
 
-    length = meta.get("latency", {}).get("sequence_length")
 
-    def of(part: dict) -> np.ndarray:
-        dtype = np.dtype(part.get("dtype") or "float32")
-        shape = [int(d) for d in part.get("shape") or []]
-        if dtype.kind != "f" and shape and length:
-            shape[0] = int(length)  # tokens and masks at the length the study times
-        fill = np.zeros if dtype.kind == "f" else np.ones
-        return fill([batch, *shape], dtype=dtype)
+def inference_meter_of(study: optuna.Study) -> Any:
+    """The study's inference-energy meter where it measures and is usable here; None for the estimate."""
+    from effsearch.plugins import plugins_of_kind
 
-    if list(parts) == ["input"]:
-        return of(parts["input"])
-    return {name: of(part) for name, part in parts.items()}
+    source = record.read_meta(study).get("infer_energy_source")
+    found = [p.obj for p in plugins_of_kind("energy_meter") if p.name == source and not p.unavailable]
+    return found[0] if found and getattr(found[0], "measured", False) else None
+
+
+def remeasure_study(study: optuna.Study, *, threads: int | None = None, user_file: str | Path | None = None) -> dict[str, Any] | None:
+    """`remeasure` as `tune` runs it, from what the study recorded: its latency target, its validation samples
+    (re-imported from its user file, or `user_file`), its threads (or `threads`) and inference-energy meter."""
+    if not candidates(study):
+        return None
+    meta = record.read_meta(study)
+    providers = study_providers(study)
+    sample = study_sample(study, user_file)
+    threads = threads or int(meta.get("latency", {}).get("threads") or 1)
+    return remeasure(study, threads=threads, providers=providers, sample=sample, meter_cls=inference_meter_of(study))
 
 
 def remeasure(
     study: optuna.Study,
     *,
+    sample: np.ndarray | Feed,
     threads: int = 1,
     providers: list[str] | None = None,
-    sample: np.ndarray | None = None,
     meter_cls: Any = None,
 ) -> dict[str, Any] | None:
     """Time the candidates together and keep the figures on the study; None when there is nothing to time.
 
-    meter_cls: the study's inference-energy meter; where it measures (not an estimate), the candidates'
-    inference energy is read again too, in repeated interleaved windows.
+    sample: the batch the study times (Measurer.sample, or study_sample); providers: its latency target's
+    (study_providers; None: onnxruntime's CPU). meter_cls: the study's inference-energy meter; where it
+    measures (not an estimate), the candidates' inference energy is read again too, in repeated windows.
     """
     chosen = candidates(study)
     baseline = next((t for t in chosen if t.baseline), None)
@@ -118,7 +178,6 @@ def remeasure(
     reference = baseline.number if baseline is not None else chosen[0].number
     t0 = time.perf_counter()
     paths = {t.number: Path(t.onnx) for t in chosen}
-    sample = _sample(study) if sample is None else sample
     timed = measure_blocks(paths, reference, sample, threads=threads, providers=providers)
     figures = {str(n): t.to_dict() for n, t in timed.items()}
     metered = getattr(meter_cls, "measured", False)
@@ -126,7 +185,7 @@ def remeasure(
         for n, m in measure_energy(paths, sample, meter_cls, threads=threads, providers=providers).items():
             figures[str(n)].update(m.to_dict())
     entry = {
-        "host": socket.gethostname(), "cpu": cpu_model(), "threads": threads, "protocol": PROTOCOL,
+        "host": socket.gethostname(), "cpu": cpu_model(), "threads": threads, "protocol": PROTOCOL, "providers": providers,
         "when": time.time(), "seconds": time.perf_counter() - t0, "reference": reference, "trials": figures,
     }
     if metered:
