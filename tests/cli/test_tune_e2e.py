@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits_cnn.py"
 STUDY = "digits-cnn"
 
-ROW_KEYS = {"trial", "run", "params", "metrics", "onnx", "untrained", "within_noise", "speedup_flag"}
+ROW_KEYS = {"trial", "run", "params", "prune_achieved", "metrics", "onnx", "untrained", "within_noise", "speedup_flag"}
 METRIC_KEYS = {
     "accuracy", "latency_ms", "latency_p90_ms", "flops", "param_count", "size_bytes",
     "energy_j", "infer_energy_mj", "energy_source", "train_s",

@@ -140,7 +140,7 @@ def test_any_error_of_a_run_is_recorded_with_its_reason_and_fails_only_that_run(
 
     monkeypatch.setattr(tuner, "_train", disk_full)
     trial = study.ask()
-    no_screen = SimpleNamespace(figures=lambda config, precisions: {}, active=False, datasets=None)
+    no_screen = SimpleNamespace(figures=lambda config, precisions: {}, active=False, datasets=None, channel_multiple=None)
     with pytest.raises(TrialError, match="OSError: .*No space left on device"):
         tuner._objective(trial, pool=None, measurer=None, screen=no_screen)
     study.tell(trial, state=TrialState.FAIL)
