@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 from optuna.trial import TrialState
 
@@ -9,32 +11,11 @@ from effsearch import record
 from effsearch.compress.prune import count_params
 from effsearch.userfile import load_user_file
 
-CNN_1D = """
-    import torch
-    from torch import nn
-    from torch.utils.data import TensorDataset
-
-    import effsearch
+CNN_1D = Path(__file__).resolve().parents[1] / "userfiles" / "cnn_1d.py"
 
 
-    def build():
-        return nn.Sequential(nn.Conv1d(4, 32, 3, padding=1), nn.ReLU(), nn.Conv1d(32, 32, 3, padding=1), nn.ReLU(),
-                             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 5))
-
-
-    def load():
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(96, 4, 16, generator=g)
-        y = x.mean(dim=(1, 2)).gt(0).long()
-        return TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:])
-
-
-    effsearch.register(model=build, data=load, name="cnn-1d", epochs=1)
-"""
-
-
-def test_prune_075_at_a_multiple_of_16_is_recorded_as_the_pruning_built(write_user_file, run_cli, tmp_path) -> None:
-    user = write_user_file(CNN_1D, "cnn_1d.py")
+def test_prune_075_at_a_multiple_of_16_is_recorded_as_the_pruning_built(run_cli, tmp_path) -> None:
+    user = CNN_1D
     space = tmp_path / "space.toml"
     space.write_text('world_size = 1\nprune_ratio = 0.75\nprecision = "fp32"\n')
     result = run_cli("tune", str(user), "--trials", "1", "--space", str(space), env={"EFFSEARCH_CHANNEL_MULTIPLE": "16"})

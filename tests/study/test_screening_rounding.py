@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,28 +18,7 @@ from effsearch.space import TrainConfig
 from effsearch.study.screening import Screen
 from effsearch.userfile import load_user_file
 
-CNN_1D = """
-    import torch
-    from torch import nn
-    from torch.utils.data import TensorDataset
-
-    import effsearch
-
-
-    def build():
-        return nn.Sequential(nn.Conv1d(4, 32, 3, padding=1), nn.ReLU(), nn.Conv1d(32, 32, 3, padding=1), nn.ReLU(),
-                             nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(32, 5))
-
-
-    def load():
-        g = torch.Generator().manual_seed(0)
-        x = torch.randn(96, 4, 16, generator=g)
-        y = x.mean(dim=(1, 2)).gt(0).long()
-        return TensorDataset(x[:64], y[:64]), TensorDataset(x[64:], y[64:])
-
-
-    effsearch.register(model=build, data=load, name="cnn-1d", epochs=1)
-"""
+CNN_1D = Path(__file__).resolve().parents[1] / "userfiles" / "cnn_1d.py"
 # What one precision measured untrained: the config at 0.1 ms, half the dense model's 0.2 ms in that window.
 FIGURES = {"fp32": {"latency_ms": 0.1, "latency_p90_ms": 0.12, "latency_ratio": 0.5, "latency_ratio_lo": 0.45,
                     "latency_ratio_hi": 0.55, "dense_latency_ms": 0.2, "size_bytes": 1000, "flops": 10, "param_count": 10}}
@@ -67,9 +48,9 @@ def measured(monkeypatch) -> list[dict[str, Any]]:
     return calls
 
 
-def test_configurations_that_build_one_graph_share_its_untrained_figures(write_user_file, measured, monkeypatch) -> None:
+def test_configurations_that_build_one_graph_share_its_untrained_figures(measured, monkeypatch) -> None:
     monkeypatch.setenv("EFFSEARCH_CHANNEL_MULTIPLE", "16")
-    uf = load_user_file(write_user_file(CNN_1D, "cnn_1d.py"))
+    uf = load_user_file(CNN_1D)
     screen = _screen(optuna.create_study(), Constraints(), uf)
     # 0.3 and 0.4 keep 22 and 19 of 32 channels, both rounded to 16; l1 keeps other channels, as many.
     for config in (_config(0.3), _config(0.4), _config(0.3, "l1")):
@@ -80,9 +61,9 @@ def test_configurations_that_build_one_graph_share_its_untrained_figures(write_u
     assert [c["ratio"] for c in measured] == [0.3, 0.0]
 
 
-def test_the_studys_recorded_multiple_overrides_this_hosts(write_user_file, measured, monkeypatch) -> None:
+def test_the_studys_recorded_multiple_overrides_this_hosts(measured, monkeypatch) -> None:
     monkeypatch.setenv("EFFSEARCH_CHANNEL_MULTIPLE", "8")  # this host: 0.3 keeps 24 of 32 channels, 0.5 keeps 16
-    uf = load_user_file(write_user_file(CNN_1D, "cnn_1d.py"))
+    uf = load_user_file(CNN_1D)
     study = optuna.create_study()
     record.write_meta(study, {"channel_multiple": 16})  # the host that created the study: both keep 16
     screen = _screen(study, Constraints(), uf)
@@ -91,13 +72,13 @@ def test_the_studys_recorded_multiple_overrides_this_hosts(write_user_file, meas
     assert len(measured) == 1 and measured[0].get("multiple") == 16, measured
 
 
-def test_the_ranks_prune_with_the_multiple_the_run_carries(write_user_file, monkeypatch, tmp_path) -> None:
+def test_the_ranks_prune_with_the_multiple_the_run_carries(monkeypatch, tmp_path) -> None:
     from effsearch.pretrain import build_pruned
     from effsearch.train.loop import RunSpec
     from effsearch.train.pool import WorkerPool
 
     monkeypatch.setenv("EFFSEARCH_CHANNEL_MULTIPLE", "8")
-    path = write_user_file(CNN_1D, "cnn_1d.py")
+    path = CNN_1D
     with WorkerPool(path, collective_timeout_s=30) as pool:
         (rank,) = pool.run(RunSpec(_config(0.3), str(tmp_path / "out"), channel_multiple=16), 1)
     _, driver = build_pruned(load_user_file(path), load_user_file(path).registration.data()[0], 0.3, "l2", 0, 16)
