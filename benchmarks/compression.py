@@ -191,8 +191,8 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
     # and what precision bought. Shown for context; the choice is made among the eligible front points.
     context = [r for r in _run_rows(study, by_stored[0].run) if r.trial not in {c.trial for c in chosen}] if by_stored else []
     meta = info.meta
-    space = meta.get("space", {})
-    print(f"objectives {', '.join(info.objectives)}; {meta.get('epochs')} epochs per run; "
+    space = meta.space
+    print(f"objectives {', '.join(info.objectives)}; {meta.epochs} epochs per run; "
           f"prune_ratio {space.get('prune_ratio')}; precision {space.get('precision', {}).get('choices')}")
     print(f"front: {len(rows)} points, {len(eligible)} within {100 * args.max_drop:.1f} point(s) of the baseline "
           f"{key} {base_metric:.4f}; re-measuring {len(chosen)} of them, the baseline, and {len(context)} other "
@@ -202,7 +202,7 @@ def report(study: optuna.Study, args: argparse.Namespace) -> None:
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise SystemExit(f"artifacts are missing (was the study's folder removed?): {', '.join(missing)}")
-    uf = load_user_file(meta.get("user_file", args.file))
+    uf = load_user_file(meta.user_file or args.file)
     _, val = uf.registration.data()
     sample = stack_dataset(val, limit=1).inputs[:1]
     t0 = time.perf_counter()

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import optuna
 
+from effsearch.config import TrainConfig
 from effsearch.measure.artifact import Measurer
-from effsearch.pipeline import run_training
 from effsearch.plugins import choose_energy_meter, choose_latency_target
-from effsearch.reference import run_reference
-from effsearch.space import TrainConfig, load_space
+from effsearch.run.pipeline import run_training
+from effsearch.run.reference import run_reference
+from effsearch.space import load_space
 from effsearch.train.pool import WorkerPool, available_cores
 from effsearch.userfile import load_user_file, probe
 

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from effsearch.config import TrainConfig
 from effsearch.measure.artifact import Measurer
-from effsearch.pipeline import run_training
 from effsearch.plugins import choose_latency_target, plugins_of_kind
-from effsearch.space import TrainConfig
+from effsearch.run.pipeline import run_training
 from effsearch.train.pool import WorkerPool, available_cores, hardware_world_sizes
 from effsearch.userfile import load_user_file, probe
 

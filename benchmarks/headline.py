@@ -66,8 +66,8 @@ from effsearch.measure.artifact import Measurer
 from effsearch.measure.blocks import measure_blocks
 from effsearch.measure.metric import Streamed, ort_metric
 from effsearch.onnx_export import export_onnx
-from effsearch.pipeline import export_trained, measure_precision, run_training
 from effsearch.results.hypervolume import hypervolume, nondominated
+from effsearch.run.pipeline import export_trained, measure_precision, run_training
 from effsearch.space import load_space
 from effsearch.study import Instruments, TuneSettings, tune
 from effsearch.study.tuner import config_of
@@ -503,9 +503,9 @@ def main() -> None:
     # the finishing function by module, so it is taken from this file imported under its own name.
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
     sys.path.insert(0, str(HERE))
-    import effsearch.pipeline
+    import effsearch.run.pipeline
 
-    effsearch.pipeline.export_trained = importlib.import_module(Path(__file__).stem).keep_weights
+    effsearch.run.pipeline.export_trained = importlib.import_module(Path(__file__).stem).keep_weights
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     with tempfile.TemporaryDirectory() as tmp_name:
         rows = []

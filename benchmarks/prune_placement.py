@@ -31,10 +31,11 @@ import optuna
 from optuna._hypervolume import compute_hypervolume
 
 from effsearch import record
+from effsearch.config import TrainConfig
 from effsearch.measure.artifact import Measurer
-from effsearch.pipeline import run_training
 from effsearch.plugins import choose_energy_meter, choose_latency_target
-from effsearch.space import TrainConfig, load_space
+from effsearch.run.pipeline import run_training
+from effsearch.space import load_space
 from effsearch.study import TuneSettings, tune
 from effsearch.train.pool import WorkerPool, available_cores
 from effsearch.userfile import load_user_file, probe

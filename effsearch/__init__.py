@@ -11,6 +11,9 @@ __all__ = [
     "register",
     "Registration",
     "make_sampler",
+    "tune",
+    "load",
+    "StudyResult",
     "EffsearchError",
     "UserFileError",
     "SpaceError",
@@ -24,9 +27,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    # make_sampler imports optuna: a user file's `import effsearch` should not pay for it.
+    # make_sampler imports optuna, the API optuna and torch: a user file's `import effsearch` should not pay for them.
     if name == "make_sampler":
         from effsearch.sampler import make_sampler
 
         return make_sampler
+    if name in ("tune", "load", "StudyResult"):
+        from effsearch import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'effsearch' has no attribute {name!r}")

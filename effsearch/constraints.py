@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from effsearch.figures import LATENCY, SIZE
+
 __all__ = ["Check", "Constraints", "metric_drop"]
 
 
@@ -89,13 +91,14 @@ class Constraints:
         """
         out = []
         if self.max_latency_ms is not None:
-            out.append(Check("max_latency_ms", "latency", "ms", _figure(metrics, "latency_ms"), self.max_latency_ms, self.max_latency_ms))
+            latency = _figure(metrics, LATENCY.key)
+            out.append(Check("max_latency_ms", "latency", LATENCY.unit, latency, self.max_latency_ms, self.max_latency_ms))
         if self.max_metric_drop is not None:
             metric = _figure(metrics, metric_key)
             drop = math.inf if baseline is None or not math.isfinite(metric) else metric_drop(metric, baseline, direction)
             out.append(Check("max_metric_drop", f"{metric_key} drop", "", drop, self.max_metric_drop, 1.0 if baseline is None else baseline))
         if self.max_size_mb is not None:
-            out.append(Check("max_size_mb", "size", "MB", _figure(metrics, "size_bytes") / 1e6, self.max_size_mb, self.max_size_mb))
+            out.append(Check("max_size_mb", "size", "MB", _figure(metrics, SIZE.key) / 1e6, self.max_size_mb, self.max_size_mb))
         return out
 
     def violations(self, metrics: dict[str, Any], metric_key: str, baseline: float | None, direction: str) -> list[float]:

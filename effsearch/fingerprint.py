@@ -86,6 +86,10 @@ def _split_hash(ds: Any) -> str:
     import numpy as np
     from torch.utils.data import Subset
 
+    from effsearch.samples import Samples
+
+    while isinstance(ds, Samples):  # dict samples read through their wrapper: the user's Subset is beneath
+        ds = ds.dataset
     if not isinstance(ds, Subset):
         return ""
     h = hashlib.sha256()

@@ -141,9 +141,14 @@ def padded_length(described: Mapping[str, Mapping[str, Any]]) -> int | None:
 
 
 def at_length(sample: Any, length: int) -> Any:
-    """The feed (or array) with its token parts cut to `length` positions: a padded set timed shorter."""
+    """The feed (or array) with its token parts at `length` positions: a padded set timed shorter, or a batch
+    that a collate function padded to its own longest sample padded on with 0 (a mask's "not there")."""
     def cut(v: np.ndarray) -> np.ndarray:
-        return v[:, :length] if _token_array(v) else v
+        if not _token_array(v):
+            return v
+        if v.shape[1] >= length:
+            return v[:, :length]
+        return np.pad(v, [(0, 0), (0, length - v.shape[1])] + [(0, 0)] * (v.ndim - 2))
 
     return {k: cut(v) for k, v in sample.items()} if isinstance(sample, Mapping) else cut(sample)
 

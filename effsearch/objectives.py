@@ -1,26 +1,25 @@
-"""The measured keys a study can optimise, and their directions."""
+"""The measured keys a study can optimise, and their directions (from the figures' catalog)."""
 
 from __future__ import annotations
 
 from effsearch.errors import StudyError
+from effsearch.figures import ENERGY, FIGURES, LATENCY
 
 __all__ = ["MINIMIZE", "MAXIMIZE", "default_objectives", "parse_objectives", "direction_of"]
 
-MINIMIZE = ("latency_ms", "latency_p90_ms", "flops", "param_count", "size_bytes", "energy_j", "infer_energy_mj", "train_s")
-MAXIMIZE = ("flops_per_j", "throughput_sps")
+MINIMIZE = tuple(k for k, f in FIGURES.items() if f.direction == "minimize")
+MAXIMIZE = tuple(k for k, f in FIGURES.items() if f.direction == "maximize")
 
 
 def default_objectives(metric_key: str) -> tuple[str, ...]:
-    return (metric_key, "latency_ms", "energy_j")
+    return (metric_key, LATENCY.key, ENERGY.key)
 
 
 def direction_of(key: str, metric_key: str, metric_direction: str) -> str:
     if key == metric_key:
         return metric_direction
-    if key in MINIMIZE:
-        return "minimize"
-    if key in MAXIMIZE:
-        return "maximize"
+    if key in FIGURES:
+        return FIGURES[key].direction
     known = ", ".join((metric_key, *MINIMIZE, *MAXIMIZE))
     raise StudyError(f"unknown objective {key!r}; choose among: {known}")
 

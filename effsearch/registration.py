@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from effsearch.config import check_loader
 from effsearch.errors import UserFileError
+from effsearch.samples import SampleData
 
 __all__ = ["Registration", "register"]
 
@@ -26,6 +28,14 @@ class Registration:
     epochs: int = 3
     trained: bool = False  # the model factory returns a trained model: run 1 measures it as given
     loader: dict[str, Any] | None = None  # training DataLoader options over the defaults (train/loaders.py)
+    output: str | int | None = None  # the output's field the loss, metric and export read (outputs.py)
+    target: str | None = None  # the target's field of dict samples (samples.py)
+    collate: Callable[[list[Any]], Any] | None = None  # batches the samples in every loader (samples.py)
+
+    def __post_init__(self) -> None:
+        # Every process calls data() and gets its datasets read as samples.py says, target and collate included.
+        inner = self.data.data if isinstance(self.data, SampleData) else self.data
+        object.__setattr__(self, "data", SampleData(inner, self.target, self.collate))
 
     @property
     def metric_key(self) -> str:
@@ -46,6 +56,9 @@ def register(
     epochs: int = 3,
     trained: bool = False,
     loader: dict[str, Any] | None = None,
+    output: str | int | None = None,
+    target: str | None = None,
+    collate: Callable[[list[Any]], Any] | None = None,
 ) -> Registration:
     """Register a model factory and a data factory for `effsearch tune`.
 
@@ -54,6 +67,11 @@ def register(
     that model exactly as given, and later runs prune it and fine-tune it with fine-tuning defaults.
     loader: options of the training DataLoader (num_workers, pin_memory, persistent_workers,
     prefetch_factor) over the device's defaults.
+    output: where forward returns a ModelOutput, dict or tuple, the field (or index) that is the model's
+    output; by default `logits`, else the first tensor.
+    target: the target's field of dict samples; by default `labels`, else `label`.
+    collate: batches a list of samples, as a DataLoader's collate_fn (e.g. DataCollatorWithPadding), in
+    training, validation, calibration and latency alike.
     """
     if not callable(model):
         raise UserFileError(f"register(model=...) must be a callable returning a torch.nn.Module, got {type(model).__name__}")
@@ -70,10 +88,14 @@ def register(
     if not isinstance(trained, bool):
         raise UserFileError(f"register(trained={trained!r}) must be True or False")
     if loader is not None:
-        from effsearch.train.loaders import check_loader
-
         loader = check_loader(loader)
-    reg = Registration(model, data, name, loss, metric, metric_direction, epochs, trained, loader)
+    if output is not None and (not isinstance(output, (str, int)) or isinstance(output, bool)):
+        raise UserFileError(f"register(output={output!r}) must be the name of an output field, e.g. 'logits', or a tuple index")
+    if target is not None and not (isinstance(target, str) and target):
+        raise UserFileError(f"register(target={target!r}) must be the name of a sample's field, e.g. 'labels'")
+    if collate is not None and not callable(collate):
+        raise UserFileError(f"register(collate=...) must be a callable (list of samples) -> batch, got {type(collate).__name__}")
+    reg = Registration(model, data, name, loss, metric, metric_direction, epochs, trained, loader, output, target, collate)
     _pending.append(reg)
     return reg
 

@@ -4,7 +4,7 @@ A training run records one trial per precision, and a screened configuration one
 precision, so Optuna's own startup counts (trials) end the random phase after a run or two. Here the
 random phase lasts STARTUP_RUNS training runs by the record's rule (`record.is_training_run`), however
 many trials each run or screened configuration records. The default was chosen by replaying candidates
-on a tabulated benchmark (benchmarks/tabular/, figures in the README's "The search space").
+on a tabulated benchmark (benchmarks/tabular/, figures in docs/command-line.md, "The search space").
 
 A precision the study gave up (study/give_up.py) is never proposed: a draw of it becomes another of the
 choices. The precision's distribution stays as the study began, so that the study resumes and its
@@ -30,7 +30,7 @@ from effsearch.record.given_up import read_given_up
 __all__ = ["STARTUP_RUNS", "TPEAfterScreened", "TrainingRunStartup", "make_sampler", "training_runs"]
 
 # Random training runs before the model takes over (the dense baseline, queued, is the first of them):
-# 4 beat 8 on the tabulated benchmark (README, "The search space").
+# 4 beat 8 on the tabulated benchmark (docs/command-line.md, "The search space").
 STARTUP_RUNS = 4
 
 

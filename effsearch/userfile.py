@@ -15,6 +15,7 @@ from effsearch.fingerprint import DataFingerprint, check_same_data, data_fingerp
 from effsearch.registration import Registration, _take_pending
 
 __all__ = [
+    "PYTHON",
     "UserFile",
     "Probe",
     "fingerprint_of",
@@ -24,19 +25,45 @@ __all__ = [
     "default_loss",
     "default_metric",
     "user_line",
+    "user_file_of",
 ]
+
+# The path of a model and data registered from Python: there is no file to re-import, and messages name it so.
+PYTHON = Path("<python>")
+
 
 @dataclass(frozen=True)
 class UserFile:
-    """A loaded user file: where it is, its hash, and what it registered."""
+    """A loaded user file (or a registration made from Python): where it is, its hash, and what it registered."""
 
     path: Path
     sha256: str
     registration: Registration
+    # The registration as cloudpickle bytes, which is how the rank processes receive it when there is no file.
+    pickled: bytes | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_registration(cls, registration: Registration) -> UserFile:
+        """A registration made from Python (no file): pickled now, so that one the ranks cannot receive is refused here."""
+        from effsearch.pickled import dumps
+
+        pickled = dumps(registration)
+        return cls(PYTHON, hashlib.sha256(pickled).hexdigest(), registration, pickled)
+
+    @classmethod
+    def from_pickled(cls, pickled: bytes) -> UserFile:
+        """A registration made from Python, rebuilt from its `pickled` bytes in a rank process."""
+        from effsearch.pickled import loads
+
+        return cls(PYTHON, hashlib.sha256(pickled).hexdigest(), loads(pickled), pickled)
+
+    @property
+    def from_python(self) -> bool:
+        return self.pickled is not None
 
     @property
     def name(self) -> str:
-        return self.registration.name or self.path.stem
+        return self.registration.name or ("notebook" if self.from_python else self.path.stem)
 
     @property
     def metric_key(self) -> str:
@@ -119,6 +146,8 @@ def default_metric(outputs: Any, targets: Any) -> float:
 def _call(uf: UserFile, what: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
+    except UserFileError as exc:  # effsearch's own check of what the call returned (samples.py)
+        raise UserFileError(f"{uf.path.name}: {exc}") from exc
     except Exception as exc:
         raise UserFileError(
             f"{uf.path.name}{user_line(uf.path, exc)}: {what} raised {type(exc).__name__}: {exc}"
@@ -174,7 +203,10 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
     Turns every way the contract can break into one line naming the file.
     """
     import torch
-    from torch.utils.data import DataLoader
+
+    from effsearch.errors import TrialError
+    from effsearch.outputs import pick
+    from effsearch.samples import loader
 
     reg = uf.registration
     f = uf.path.name
@@ -183,7 +215,9 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
         raise UserFileError(f"{f}: the model factory returned {type(model).__name__}, not a torch.nn.Module")
     train, val = _datasets(uf)
     try:
-        x, y = next(iter(DataLoader(train, batch_size=min(4, len(train)))))
+        x, y = next(iter(loader(train, batch_size=min(4, len(train)))))
+    except UserFileError as exc:
+        raise UserFileError(f"{f}: {exc}") from exc
     except Exception as exc:
         raise UserFileError(
             f"{f}: the training dataset's items must be (input, target) pairs of tensors: {type(exc).__name__}: {exc}"
@@ -206,8 +240,12 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
             f"{f}{user_line(uf.path, exc)}: the first batch does not fit the model: input {shown} "
             f"raised {type(exc).__name__}: {exc}"
         ) from exc
-    if not isinstance(out, torch.Tensor):
-        raise UserFileError(f"{f}: the model must return one tensor, got {type(out).__name__}")
+    if reg.output is not None and isinstance(out, torch.Tensor):
+        raise UserFileError(f"{f}: register(output={reg.output!r}) names a field, but the model returns one tensor; drop output=")
+    try:
+        out = pick(out, reg.output)  # a ModelOutput's logits, or the field register(output=...) names
+    except TrialError as exc:
+        raise UserFileError(f"{f}: {exc}") from exc
     loss_fn = reg.loss or default_loss
     try:
         loss = loss_fn(out, y)
@@ -235,3 +273,17 @@ def probe(uf: UserFile) -> tuple[Probe, tuple[Any, Any]]:
     first = inputs.parts(x)[0]
     info = Probe(tuple(first.shape[1:]), str(first.dtype).removeprefix("torch."), tuple(out.shape[1:]), len(train), len(val), described)
     return info, (train, val)
+
+
+def user_file_of(source: str | Path | Registration | UserFile) -> UserFile:
+    """A user file's path, a Registration made from Python, or a loaded UserFile, as a UserFile."""
+    if isinstance(source, UserFile):
+        return source
+    if isinstance(source, Registration):
+        return UserFile.from_registration(source)
+    if isinstance(source, (str, Path)):
+        return load_user_file(source)
+    raise UserFileError(
+        f"tune() takes the path of a model file or an effsearch.Registration, got {type(source).__name__}; "
+        "pass effsearch.register(model=..., data=...)"
+    )

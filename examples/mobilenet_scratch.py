@@ -3,7 +3,7 @@
 The kind of model people deploy on CPUs (inverted residuals, depthwise convolutions, hardswish) on
 3x32x32 inputs; each run prunes it at the start, with channel counts rounded to the runtime's kernel
 blocks, and trains it. `benchmarks/compression.py --file examples/mobilenet_scratch.py` measures what
-that buys (README: "Compression on a MobileNet-style model").
+that buys (docs/results.md: "Compression on a MobileNet-style model").
 """
 
 import sys

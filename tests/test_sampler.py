@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +237,18 @@ def tiny_table(tmp_path: Path) -> Path:
     return path
 
 
-def test_replay_on_a_tiny_table_runs(tiny_table: Path) -> None:
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """GPSampler's torch threads contend on a small shared machine (3x slower than one, as replay.py's jobs found)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_replay_on_a_tiny_table_runs(tiny_table: Path, one_torch_thread: None) -> None:
     replay = _load_replay()
     table = replay.load_table(tiny_table)
     for limit in (None, table.size_limit()):
@@ -244,8 +256,9 @@ def test_replay_on_a_tiny_table_runs(tiny_table: Path) -> None:
         r = replay.replay(table, make_sampler, 1, 12, limit, checkpoints=(3, 6, 12))
         assert set(r.hv) == {3, 6, 12} and 0.0 <= r.hv[3] <= r.hv[6] <= r.hv[12] <= 1.0 + 1e-9 and r.hv[12] > 0
         assert r.stopped_at is None and (r.screened > 0) == (limit is not None)  # screened: no runs, not counted
-    # 8 configurations, 60 runs: every candidate finds the whole front; the CLI prints its verdict.
-    r = subprocess.run([sys.executable, str(TABULAR / "replay.py"), "--table", str(tiny_table), "--seeds", "1",
+    # 8 configurations, 60 runs: every candidate finds the whole front; the CLI prints its verdict. Two jobs:
+    # the default sampler's two arms (nearly all of the time) run side by side.
+    r = subprocess.run([sys.executable, str(TABULAR / "replay.py"), "--table", str(tiny_table), "--seeds", "1", "--jobs", "2",
                         "--candidates", "default", "tpe-ind-8", "random"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "open: default after 30 runs 1.000" in r.stderr and "size: default after 30 runs 1.000" in r.stderr

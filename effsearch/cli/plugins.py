@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 from effsearch.cli.app import app, out
 
+if TYPE_CHECKING:  # the plugins load when the command runs, not when the CLI starts
+    from effsearch.plugins import PluginInfo
 
-def _kind(p) -> str:
+
+def _kind(p: PluginInfo) -> str:
+    from effsearch.plugins import EnergyMeter
+
     if p.obj is None:
         return "unknown"
     kind = p.kind.replace("_", " ")
-    if p.kind == "energy_meter" and p.error is None:
+    if p.kind == EnergyMeter.kind and p.error is None:
         return f"{kind} ({'measures' if p.obj.measured else 'estimates'}, {p.obj.scope})"
     return kind
 
@@ -24,7 +30,7 @@ def plugins() -> None:
     from rich.table import Table
 
     from effsearch.errors import PluginError
-    from effsearch.plugins import ENV, choose_energy_meter, choose_latency_target, discover
+    from effsearch.plugins import ENV, KINDS, choose, discover
 
     table = Table(title="effsearch plugins", title_justify="left")
     table.add_column("name", no_wrap=True)
@@ -44,12 +50,12 @@ def plugins() -> None:
     level = plugin_log.level
     plugin_log.setLevel(logging.ERROR)
     try:
-        for label, choose in (("energy meter", choose_energy_meter), ("latency target", choose_latency_target)):
+        for kind in KINDS:
             try:
-                chosen = choose().name
+                chosen = choose(kind).name
             except PluginError:
                 chosen = "none usable"
-            out.print(f"default {label}: {chosen}")
+            out.print(f"default {kind.replace('_', ' ')}: {chosen}")
     finally:
         plugin_log.setLevel(level)
     if os.environ.get(ENV) is not None:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from effsearch.cli.app import StorageOpt, StudyOpt, app, err, load_study, out
+from effsearch.cli.report import WideOpt
 
 
 @app.command()
@@ -18,6 +19,7 @@ def remeasure(
     file: Annotated[
         Path | None, typer.Option("--file", help="Take the timed validation samples from this user file instead of the one the study recorded.")
     ] = None,
+    wide: WideOpt = False,
 ) -> None:
     """Re-measure the front's latency together (interleaved blocks) as tune does: on the study's latency target,
     with its validation samples at its latency batch; the front then uses these figures."""
@@ -38,4 +40,4 @@ def remeasure(
     )
     rows = front_rows(st)
     k = knee(st, rows)
-    out.print(front_table(study_info(st), rows, k.trial if k else None))
+    out.print(front_table(study_info(st), rows, k.trial if k else None, wide=wide))

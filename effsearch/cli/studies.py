@@ -32,7 +32,7 @@ def studies(
         name = pick_study_name(st, delete, url)
         study = optuna.load_study(study_name=name, storage=st)
         meta = read_meta(study)
-        folder = meta.get("artifacts")
+        folder = meta.artifacts
         n = len(study.get_trials(deepcopy=False))
         where = f" and its artifacts in {folder}" if folder else ""
         if not yes and not typer.confirm(f"delete study {name!r} ({n} trials) from {redact(url)}{where}?", err=True):
@@ -40,7 +40,7 @@ def studies(
         optuna.delete_study(study_name=name, storage=st)
         # Only a folder named after the study (and its identifier) is removed, so a wrong record cannot
         # delete anything else, nor another storage's study of the same name.
-        if folder and Path(folder).name == artifact_folder(name, meta.get("id")) and Path(folder).is_dir():
+        if folder and Path(folder).name == artifact_folder(name, meta.id) and Path(folder).is_dir():
             shutil.rmtree(folder)
         err.print(f"deleted study {name!r}")
         return

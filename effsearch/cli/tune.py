@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from effsearch.cli.app import StorageOpt, app, err, is_debug, log, out, print_failures
+from effsearch.cli.app import StorageOpt, app, err, is_debug, out, print_failures
+from effsearch.cli.report import WideOpt
 
 DEFAULT_TRIALS = 40
 
@@ -37,99 +37,43 @@ def tune(
     heartbeat_interval: Annotated[int, typer.Option("--heartbeat-interval", min=1, help="Seconds between a running trial's heartbeats.")] = 10,
     heartbeat_grace: Annotated[int, typer.Option("--heartbeat-grace", min=1, help="Seconds without a heartbeat before a trial's worker counts as lost.")] = 30,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop a run once every point it could reach is dominated by a completed run's at the same epoch.")] = True,
+    wide: WideOpt = False,
 ) -> None:
     """Run (or resume) a study on FILE and print its Pareto front."""
-    from effsearch.constraints import Constraints
-    from effsearch.errors import StudyError
-    from effsearch.inputs import padded_length
-    from effsearch.objectives import parse_objectives
-    from effsearch.results.front import front_rows, knee, study_info
-    from effsearch.report.table import front_table
-    from effsearch.space import load_space
-    from effsearch.storage import redact, resolve_url
-    from effsearch.study import TuneSettings, check_folders, tune as run_study
-    from effsearch.train.pool import hardware_world_sizes
-    from effsearch.userfile import load_user_file, probe
+    from effsearch.api import StageProgress, prepare
+    from effsearch.storage import redact
 
-    uf = load_user_file(file)
-    info, datasets = probe(uf)
-    device, hw = hardware_world_sizes()
-    cap = hw
-    if max_world_size is not None:
-        if max_world_size > hw:
-            log.warning("--max-world-size %d is above what this machine offers (%d %s); using %d", max_world_size, hw, "GPUs" if device == "cuda" else "usable cores", hw)
-        cap = min(hw, max_world_size)
-    search = load_space(space, cap, trained=uf.registration.trained, device=device).clamp_world_size(cap)
-    if latency_batch > info.n_val:
-        raise StudyError(
-            f"--latency-batch {latency_batch} exceeds the {info.n_val} samples of {uf.path.name}'s validation set, "
-            f"which the timed batch is taken from; pass --latency-batch {info.n_val} or less"
-        )
-    if latency_seq_len is not None:
-        padded = padded_length(info.inputs)
-        if padded is None:
-            raise StudyError(f"--latency-seq-len {latency_seq_len}: {uf.path.name}'s model takes no token input; drop the option")
-        if latency_seq_len > padded:
-            raise StudyError(
-                f"--latency-seq-len {latency_seq_len} exceeds the {padded} positions {uf.path.name}'s validation set is padded to; "
-                f"pass --latency-seq-len {padded} or less"
-            )
-    keys, directions = parse_objectives(objectives, uf.metric_key, uf.registration.metric_direction)
-    url = resolve_url(storage)
-    settings = TuneSettings(
-        study_name=study or uf.name,
-        storage_url=url,
-        trials=trials,
-        space=search,
-        objectives=keys,
-        directions=directions,
-        epochs=epochs or uf.registration.epochs,
-        seed=seed,
-        timeout_s=timeout,
-        trial_timeout_s=trial_timeout,
-        energy_meter=energy_meter,
-        latency_threads=latency_threads,
-        latency_batch=latency_batch,
-        latency_seq_len=latency_seq_len,
-        constraints=Constraints(max_latency_ms, max_metric_drop, max_size_mb),
-        artifacts=artifacts.resolve() if artifacts else None,
-        heartbeat_interval_s=heartbeat_interval,
-        heartbeat_grace_s=heartbeat_grace,
-        early_stop=early_stop,
+    options = dict(
+        trials=trials, study=study, storage=storage, seed=seed, epochs=epochs, space=space, objectives=objectives,
+        max_world_size=max_world_size, energy_meter=energy_meter, trial_timeout=trial_timeout, latency_threads=latency_threads,
+        latency_batch=latency_batch, latency_seq_len=latency_seq_len, max_latency_ms=max_latency_ms,
+        max_metric_drop=max_metric_drop, max_size_mb=max_size_mb, artifacts=artifacts, heartbeat_interval=heartbeat_interval,
+        heartbeat_grace=heartbeat_grace, early_stop=early_stop, timeout=timeout,
     )
-    check_folders(settings)
-    err.print(f"study [bold]{settings.study_name}[/] in {redact(url)}: {trials} training runs, objectives {', '.join(keys)}")
-    with Progress(
-        TextColumn("[bold]run[/] {task.completed:.0f}/{task.total:.0f}"),
-        BarColumn(),
-        TextColumn("{task.fields[stage]}"),
-        TextColumn("front {task.fields[front]}"),
-        TextColumn("screened out {task.fields[screened]}"),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),  # estimated from the runs finished so far; blank until there are some
-        console=err,
-        transient=False,
-        disable=not err.is_terminal and not is_debug(),
-    ) as progress:
-        task = progress.add_task("tune", total=trials, stage="starting", front=0, screened=0)
-
-        def on_stage(run: int, stage: str, front: int, screened: int) -> None:
-            fields = {"stage": stage, "screened": screened}
-            if front >= 0:
-                fields["front"] = front
-            progress.update(task, completed=min(run, trials), **fields)
-
-        tuner, summary = run_study(settings, uf=uf, probe=info, datasets=datasets, on_stage=on_stage)
-        progress.update(task, completed=min(summary.runs_done, trials), stage="done", front=tuner.front_size())
-    rows = front_rows(summary.study)
-    k = knee(summary.study, rows)
-    out.print(front_table(study_info(summary.study), rows, k.trial if k else None))
-    print_failures(summary.study)
-    if tuner.screened:
-        err.print(f"{tuner.screened} configuration(s) screened out before training by the limits", markup=False, highlight=False)
-    if tuner.stopped:
-        err.print(f"{tuner.stopped} run(s) stopped early: dominated at an epoch by a completed run (--no-early-stop trains every run in full)",
+    job = prepare(file, **options)
+    s = job.settings
+    err.print(f"study [bold]{s.study_name}[/] in {redact(s.storage_url)}: {trials} training runs, objectives {', '.join(s.objectives)}")
+    # Shown on a terminal (or with --debug), silent in a pipe.
+    with StageProgress(trials, console=err, disable=not err.is_terminal and not is_debug()) as progress:
+        result = job.run(on_stage=progress, verbose=is_debug())
+        progress.done(result)
+    ran = result.ran
+    assert ran is not None  # set by every tune
+    print_front(result, wide)
+    if ran.screened:
+        err.print(f"{ran.screened} configuration(s) screened out before training by the limits", markup=False, highlight=False)
+    if ran.stopped:
+        err.print(f"{ran.stopped} run(s) stopped early: dominated at an epoch by a completed run (--no-early-stop trains every run in full)",
                   markup=False, highlight=False)
-    if summary.runs_here and summary.completed_here == 0 and not rows:
+    if ran.here and ran.completed == 0 and not result.rows:
         raise typer.Exit(1)
+
+
+def print_front(result, wide: bool) -> None:
+    """The study's front table, then its failures."""
+    from effsearch.report.table import front_table
+    from effsearch.results.front import study_info
+
+    out.print(front_table(study_info(result.study), list(result.rows), result.knee["trial"] if result.knee else None, wide=wide))
+    print_failures(result.study)
+

@@ -12,7 +12,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -20,7 +20,11 @@ from effsearch.errors import ExportError
 from effsearch.export.card import card_paths, model_card
 from effsearch.export.card_md import card_markdown
 from effsearch.export.verify import FP32_TOLERANCE, TOLERANCE, source_artifact, tolerance, verify_copy
+from effsearch.record import StudyMeta
 from effsearch.results.front import FrontRow, study_info
+
+if TYPE_CHECKING:
+    from effsearch.userfile import UserFile
 
 __all__ = [
     "FP32_TOLERANCE",
@@ -64,10 +68,12 @@ def _targets(out: Path, force: bool) -> tuple[Path, Path]:
     return json_path, md_path
 
 
-def _user_file(meta: dict[str, Any], name: str, user_file: str | Path | None) -> Any:
-    from effsearch.userfile import load_user_file
+def _user_file(meta: StudyMeta, name: str, user_file: str | Path | UserFile | None) -> Any:
+    from effsearch.userfile import UserFile, load_user_file
 
-    file = user_file or meta.get("user_file")
+    if isinstance(user_file, UserFile):  # loaded already, or registered from Python (no file to import)
+        return user_file
+    file = user_file or meta.user_file
     if not file:
         raise ExportError(f"study {name!r} records no user file; pass --file my_model.py to verify with")
     if not Path(file).expanduser().is_file():
@@ -82,7 +88,7 @@ def export_trial(
     url: str,
     *,
     force: bool = False,
-    user_file: str | Path | None = None,
+    user_file: str | Path | UserFile | None = None,
 ) -> ExportResult:
     """Copy trial `row`'s ONNX file to `out` (taken literally; parents made), verify it, and write its cards.
 

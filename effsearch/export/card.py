@@ -13,13 +13,12 @@ import optuna
 
 from effsearch import record
 from effsearch.constraints import metric_drop
+from effsearch.figures import FLOPS, SIZE
 from effsearch.results.front import UNITS, FrontRow, baseline, export_command, study_info
 from effsearch.storage import display_url
 
 __all__ = ["card_paths", "model_card", "model_io"]
 
-# What `effsearch tune` used when a study does not record its latency settings.
-_LATENCY_DEFAULTS = {"threads": 1, "batch": 1, "warmup": 50, "repeats": 300}
 _VERSIONS = ("effsearch", "onnxruntime", "onnx", "numpy", "torch", "optuna")
 
 
@@ -83,9 +82,7 @@ def model_card(
     inputs, outputs = model_io(model)
     info = study_info(study)
     meta = info.meta
-    env = meta.get("environment", {})
-    latency = {**_LATENCY_DEFAULTS, **{"threads": env.get("latency_threads", 1)}, **meta.get("latency", {})}
-    recorded = "latency" in meta
+    env = meta.environment
     base = baseline(study)
     run = _run_record(study, row)
     key = info.metric_key
@@ -95,7 +92,7 @@ def model_card(
     return {
         "model": out.name,
         "sha256": sha256,
-        "size_bytes": model.stat().st_size,
+        SIZE.key: model.stat().st_size,
         "study": info.name,
         "storage": display_url(url),
         "trial": row.trial,
@@ -125,25 +122,25 @@ def model_card(
             "metric": "computed once over the whole validation set (all outputs and targets concatenated), from onnxruntime outputs of this file",
             "latency": {
                 "runtime": "onnxruntime",
-                "target": meta.get("latency_target", "cpu"),
+                "target": meta.latency.target,
                 "statistic": "p50 (latency_ms) and p90 (latency_p90_ms) of single calls at the batch below; "
                              "throughput_sps is that batch over latency_ms",
-                **latency,
-                "recorded_on_study": recorded,
+                **meta.latency.to_dict(),
+                "recorded_on_study": meta.latency.recorded,
                 **_remeasured(row.metrics),
             },
-            "flops": "fvcore on the pruned torch module; one multiply-add counts as one",
+            FLOPS.key: "fvcore on the pruned torch module; one multiply-add counts as one",
             "energy_source": row.metrics.get("energy_source", info.energy_source),
-            "energy_meter": meta.get("energy_meter"),
-            "energy": f"energy_j: the training run; infer_energy_mj: per sample, read over calls at batch {latency['batch']}",
-            "host": {k: env.get(k) for k in ("host", "cpu", "platform", "python", "cores_usable", "torch_threads", "cuda_devices")},
+            "energy_meter": meta.energy.meter,
+            "energy": f"energy_j: the training run; infer_energy_mj: per sample, read over calls at batch {meta.latency.batch}",
+            "host": {k: getattr(env, k) for k in ("host", "cpu", "platform", "python", "cores_usable", "torch_threads", "cuda_devices")},
         },
         "versions": {
-            "measured_with": env.get("versions", {}),
+            "measured_with": env.versions,
             "exported_with": {name: _version(name) for name in _VERSIONS},
         },
         "verification": check,
-        "user_file": {"path": str(user_file), "sha256_recorded": meta.get("user_file_sha256")},
+        "user_file": {"path": str(user_file), "sha256_recorded": meta.user_file_sha256},
         "export_command": export_command(info.name, url, row.trial, str(out)),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "exported_on": platform.node(),

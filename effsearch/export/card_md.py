@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from effsearch.figures import ENERGY, FIGURES, FLOPS
 from effsearch.results.front import at_least
 
 __all__ = ["card_markdown"]
@@ -85,9 +86,9 @@ def card_markdown(card: dict[str, Any]) -> str:
     for k, v in card["metrics"].items():
         unit = card["units"].get(k, "")
         label = f"{k} ({unit})" if unit else k
-        if k == "energy_j":
+        if k == ENERGY.key:
             label += energy_note
-        elif k in ("infer_energy_mj", "flops_per_j"):
+        elif k in FIGURES and FIGURES[k].energy == "inference":
             source = card["metrics"].get("infer_energy_source", meas["energy_source"])
             label += " (estimate)" if source == "estimate" else f" ({source or 'not measured'})"
         lines.append(f"| {label} | {at_least(card['metrics'], k)}{_fmt(v)} |")
@@ -101,7 +102,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"{lat['warmup']} warm-up calls, {lat['repeats']} timed calls; {lat['statistic']}"
         + ("" if lat["recorded_on_study"] else " (the study did not record these settings; effsearch's defaults shown)")
         + (f"; latency_ms {lat['figure']}" if lat.get("figure") else "") + ".",
-        f"- FLOPs: {meas['flops']}.",
+        f"- FLOPs: {meas[FLOPS.key]}.",
         f"- energy: {meas['energy']}; source {meas['energy_source']}" + (" (an estimate, not a measurement)" if meas["energy_source"] == "estimate" else "") + ".",
         f"- host: {host.get('host')}, {host.get('cpu')}, {host.get('cores_usable')} usable cores, {host.get('platform')}.",
         "",

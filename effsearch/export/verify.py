@@ -35,9 +35,9 @@ def source_artifact(study: optuna.Study, row: FrontRow) -> Path:
     meta = record.read_meta(study)
     if not row.onnx:
         raise ExportError(f"trial {row.trial} recorded no ONNX file; choose another trial")
-    if not meta.get("artifacts"):
+    if not meta.artifacts:
         raise ExportError(f"study {study.study_name!r} records no artifact directory, so trial {row.trial}'s file cannot be trusted")
-    root = Path(meta["artifacts"]).resolve()
+    root = Path(meta.artifacts).resolve()
     src = Path(row.onnx).resolve()
     if not src.is_relative_to(root):
         raise ExportError(
@@ -86,7 +86,7 @@ class Verified:
         }
 
 
-def verify_copy(copy: Path, row: FrontRow, *, uf: Any, meta: dict[str, Any], metric_key: str) -> Verified:
+def verify_copy(copy: Path, row: FrontRow, *, uf: Any, meta: record.StudyMeta, metric_key: str) -> Verified:
     """Run the copy in a fresh onnxruntime session over the whole validation set; refuse a different metric."""
     from effsearch.measure.metric import ort_metric
     from effsearch.userfile import default_metric
@@ -94,9 +94,9 @@ def verify_copy(copy: Path, row: FrontRow, *, uf: Any, meta: dict[str, Any], met
     if metric_key not in row.metrics:
         raise ExportError(f"trial {row.trial} recorded no {metric_key!r} to verify against")
     recorded = float(row.metrics[metric_key])
-    sha_changed = bool(meta.get("user_file_sha256")) and uf.sha256 != meta.get("user_file_sha256")
+    sha_changed = bool(meta.user_file_sha256) and uf.sha256 != meta.user_file_sha256
     data = _validation(uf)
-    threads = int(meta.get("latency", {}).get("threads") or meta.get("environment", {}).get("latency_threads") or 1)
+    threads = meta.latency.threads
     try:
         verified = float(ort_metric(copy, data, uf.registration.metric or default_metric, threads=threads))
     except Exception as exc:

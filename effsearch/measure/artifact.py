@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from effsearch.figures import FIGURES, FLOPS_PER_J, INFER_ENERGY, LATENCY, LATENCY_P90, SIZE, THROUGHPUT
 from effsearch.inputs import Feed, at_length, feed_len, sequence_length
 from effsearch.measure.energy import energy_source, meter_reads
 from effsearch.measure.latency import measure_latency
@@ -21,7 +22,7 @@ from effsearch.userfile import UserFile, default_metric
 __all__ = ["INFER_WINDOW_S", "INFER_ENERGY_KEYS", "Measurer", "check_inference_objectives", "inference_meter", "target_hardware"]
 
 # The figures that need an inference-energy reading.
-INFER_ENERGY_KEYS = ("infer_energy_mj", "flops_per_j")
+INFER_ENERGY_KEYS = tuple(k for k, f in FIGURES.items() if f.energy == "inference")
 
 # The shortest inference-energy window: the timed latency calls of a small model last about 10 ms, and a
 # CPU-time estimate reads well over tens of ms. A meter whose counter updates more slowly asks for longer
@@ -149,16 +150,16 @@ class Measurer:
         )
         out = {
             self.metric_key: metric,
-            "latency_ms": latency.p50_ms,
-            "latency_p90_ms": latency.p90_ms,
-            "throughput_sps": self.latency_batch / (latency.p50_ms / 1e3),
-            "size_bytes": path.stat().st_size,
-            "infer_energy_mj": None,
+            LATENCY.key: latency.p50_ms,
+            LATENCY_P90.key: latency.p90_ms,
+            THROUGHPUT.key: self.latency_batch / (latency.p50_ms / 1e3),
+            SIZE.key: path.stat().st_size,
+            INFER_ENERGY.key: None,
             "infer_energy_source": self.infer_energy_source,
         }
         if joules is not None:
             infer_j = joules / (latency.energy_calls * self.latency_batch)  # per sample
-            out["infer_energy_mj"] = infer_j * 1e3
+            out[INFER_ENERGY.key] = infer_j * 1e3
             if infer_j > 0:
-                out["flops_per_j"] = flops / infer_j
+                out[FLOPS_PER_J.key] = flops / infer_j
         return out

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from effsearch.inputs import Feed, as_feed, feed, feed_len, feeder, names, parts
+from effsearch.inputs import Feed, as_feed, feed, feed_len, feeder, is_sequence, names, parts
 from effsearch.runtime import ort_session
+from effsearch.samples import loader
 
 __all__ = ["ArrayData", "Streamed", "stack_dataset", "ort_outputs", "ort_metric", "BATCH"]
 
@@ -77,9 +78,7 @@ class Streamed:
         return len(self.dataset)
 
     def batches(self, batch_size: int = BATCH) -> Iterator[tuple[Feed, torch.Tensor]]:
-        from torch.utils.data import DataLoader
-
-        for x, y in DataLoader(self.dataset, batch_size=batch_size, shuffle=False):
+        for x, y in loader(self.dataset, batch_size=batch_size, shuffle=False):
             yield feed(x), y
             del x
             _release_freed()
@@ -89,20 +88,30 @@ class Streamed:
         return stack_dataset(self.dataset, limit=n).inputs
 
 
-def stack_dataset(dataset: Any, limit: int | None = None) -> ArrayData:
-    """Stack a map-style dataset of (input, target) into arrays, keeping the input dtype."""
-    from torch.utils.data import DataLoader
+def _cat(batches: list[torch.Tensor]) -> torch.Tensor:
+    """Batches of one part concatenated; token parts padded with 0 (a padding mask's "not there") to the
+    longest, where a collate function padded each batch to its own longest sample."""
+    longest = max(t.shape[1] for t in batches) if is_sequence(batches[0]) else None
+    if longest is not None and any(t.shape[1] != longest for t in batches):
+        batches = [torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, longest - t.shape[1])) for t in batches]
+    return torch.cat(batches)
 
+
+def stack_dataset(dataset: Any, limit: int | None = None) -> ArrayData:
+    """Stack a map-style dataset of (input, target) into arrays, keeping the input dtype.
+
+    With a limit the samples are read as one batch, so that a collate function pads them alike.
+    """
     xs, ys = [], []
     n = 0
-    for x, y in DataLoader(dataset, batch_size=256, shuffle=False):
+    for x, y in loader(dataset, batch_size=limit or 256, shuffle=False):
         xs.append(x)
         ys.append(y)
         n += len(y)
         if limit is not None and n >= limit:
             break
     targets = torch.cat(ys)
-    stacked = [torch.cat(p) for p in zip(*(parts(x) for x in xs))]
+    stacked = [_cat(list(p)) for p in zip(*(parts(x) for x in xs))]
     if limit is not None:
         stacked, targets = [t[:limit] for t in stacked], targets[:limit]
     if isinstance(xs[0], torch.Tensor):

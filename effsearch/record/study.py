@@ -14,6 +14,7 @@ import optuna
 
 # What was given up, and the failures that led there: one attribute per entry (workers write them at once).
 from effsearch.record.given_up import read_failures, read_given_up, write_failures, write_given_up
+from effsearch.record.meta import StudyMeta
 
 __all__ = [
     "read_meta",
@@ -40,13 +41,13 @@ _UNTRAINED = "untrained:"  # + a configuration's key: its precisions' untrained 
 _WORKER = "worker:"  # + a worker process's token: its rank among the study's workers, its seed, its host
 
 
-def read_meta(study: optuna.Study) -> dict[str, Any]:
-    """What effsearch recorded about the study when it created it ({} for a study it did not make)."""
-    return dict(study.user_attrs.get(_META) or {})
+def read_meta(study: optuna.Study) -> StudyMeta:
+    """What effsearch recorded about the study when it created it (`exists` False for a study it did not make)."""
+    return StudyMeta.from_dict(study.user_attrs.get(_META) or {}, names=study.metric_names or (), count=len(study.directions))
 
 
-def write_meta(study: optuna.Study, meta: dict[str, Any]) -> None:
-    study.set_user_attr(_META, meta)
+def write_meta(study: optuna.Study, meta: StudyMeta) -> None:
+    study.set_user_attr(_META, meta.to_dict())
 
 
 def read_limits(study: optuna.Study) -> dict[str, float]:
@@ -113,3 +114,4 @@ def join_workers(storage: optuna.storages.RDBStorage, study_id: int, token: str,
         )
         row.value_json = json.dumps({**entry(rank), "rank": rank})
     return rank
+

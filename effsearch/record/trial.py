@@ -55,7 +55,7 @@ class TrialRecord:
     death can be proved from its own machine and container.
     lease: {"trial": number, "until": wall-clock seconds} the worker renews while it runs the trial
     (study/lease.py); once `until` has passed, the worker is lost, whatever machine judges it.
-    untrained: the trial's precision measured before training (pretrain.Untrained as a dict).
+    untrained: the trial's precision measured before training (run.untrained.Untrained as a dict).
     screened: why the configuration was not trained (its untrained figures broke a limit): PRUNED, no run.
     reference: the run measured a model that arrives trained exactly as given (no training); the sampler
     does not learn from it.

@@ -1,12 +1,12 @@
-"""The study report as one self-contained HTML page: plotly figures drawn from report.info, plus tables
-and two limits (max metric drop from the baseline, max latency) that narrow the front in the page; the page itself is
-templates/report.html.j2, with its CSS, its script and plotly.js inlined and its data in JSON blocks."""
+"""The study report as one self-contained HTML page: plotly figures drawn from report.info, tables from
+report/page.py, and two limits (max metric drop from the baseline, max latency) that narrow the front in the
+page; the page itself is templates/report.html.j2, with its CSS, its script and plotly.js inlined and its data
+in JSON blocks."""
 
 from __future__ import annotations
 
 import html
 import json
-import math
 from functools import cache
 from typing import Any
 
@@ -14,22 +14,20 @@ from jinja2 import Environment, PackageLoader
 from markupsafe import Markup
 
 from effsearch.errors import EffsearchError
-from effsearch.report.info import FrontEntry, Point, Report, metric_label
-from effsearch.results.front import StudyInfo, at_least
+from effsearch.figures import LATENCY
+from effsearch.report import page
+from effsearch.report.data import Point, Report
+from effsearch.report.info import metric_label
+from effsearch.results.front import StudyInfo
+from effsearch.space import CATALOG
 
 __all__ = ["render_html"]
 
 _FRONT, _FRONT_OUT = "#1f6fb4", "#a9c8e6"
 _COLORS = {"dominated": "#9a9a9a", "infeasible": "#c9a227", "failed": "#d62728"}
-_PARAM_LABELS = {
-    # prune_ratio, as searched, is the share asked for; what was built is shown as "prune (built)".
-    "batch_size": "batch", "lr": "lr", "lr_schedule": "schedule", "clip_norm": "clip", "prune_ratio": "prune (asked)",
-    "precision": "precision", "world_size": "ranks",
-}
+_PARAM_LABELS = {name: spec.label for name, spec in CATALOG.items()}
 # Trace order in every scatter; the page's script restyles the two front traces by these indices.
 _TRACES = ("dominated", "infeasible", "failed", "front", "front_out", "baseline", "knee")
-_METRIC_COLS = ("latency_ms", "latency_p90_ms", "flops", "param_count", "size_bytes", "energy_j", "infer_energy_mj",
-                "flops_per_j", "train_s")
 _LAYOUT = dict(template="plotly_white", margin=dict(l=70, r=20, t=50, b=50))
 
 
@@ -60,44 +58,20 @@ def _script_json(text: str) -> Markup:
     return Markup(text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _num(v: Any, digits: int = 4) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, int) and abs(v) < 1e6:
-        return f"{v:,}"
-    v = float(v)
-    return str(v) if not math.isfinite(v) else ("0" if v == 0 else f"{v:.{digits}g}")
-
-
-def _clean(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
 def _axis(info: StudyInfo, key: str) -> str:
     better = "higher is better" if info.directions[info.objectives.index(key)] == "maximize" else "lower is better"
     return f"{metric_label(info, key)}, {better}"
 
 
-def _prune(built: float | None, asked: Any) -> str:
-    """The pruning built, and the share asked where it differs (pruning rounds channel counts)."""
-    if built is None:
-        return "-"
-    text = _num(built, 3)
-    if asked is not None and _num(float(asked), 3) != text:
-        text += f" (asked {_num(float(asked), 3)})"
-    return text
-
-
 def _hover(p: Point, x: str, y: str) -> str:
     tag = " (baseline)" if p.baseline else (" (knee)" if p.knee else "")
     prm = p.params
-    prune = f"prune {_prune(p.prune, prm.get('prune_ratio'))}" if p.state != "failed" else f"prune asked {_num(prm.get('prune_ratio'), 3)}"
+    asked = prm.get("prune_ratio")
+    prune = f"prune {page.pruning(p.prune, asked)}" if p.state != "failed" else f"prune asked {page.num(asked, 3)}"
     lines = [f"trial {p.trial}{tag}: {p.state}",
              f"{prm.get('precision', '?')}, {prune}, {prm.get('world_size', '-')} rank(s)"]
     if p.values:
-        lines.append(f"{x} {_num(p.values.get(x))}, {y} {_num(p.values.get(y))}")
+        lines.append(f"{x} {page.num(p.values.get(x))}, {y} {page.num(p.values.get(y))}")
     if p.reason:
         lines.append(f"failed: {p.reason[:120]}")
     return "<br>".join(html.escape(s) for s in lines)
@@ -127,7 +101,7 @@ def _scatter(go: Any, r: Report, x: str, y: str) -> tuple[Any, list[list[Any]]]:
     fig.update_layout(title=dict(text=f"{html.escape(x)} vs {html.escape(y)}", x=0.01), xaxis_title=_axis(r.info, x),
                       yaxis_title=_axis(r.info, y), height=440, legend=dict(font=dict(size=11)), template="plotly_white",
                       margin=dict(l=70, r=20, t=50, b=60))
-    return fig, [[p.trial, _clean(p.values[x]), _clean(p.values[y]), _hover(p, x, y)] for p in by["front"]]
+    return fig, [[p.trial, page.clean(p.values[x]), page.clean(p.values[y]), _hover(p, x, y)] for p in by["front"]]
 
 
 def _trial_plot(go: Any, r: Report) -> Any:
@@ -176,13 +150,6 @@ def _curves_fig(go: Any, r: Report) -> Any:
     return fig
 
 
-def _curves(r: Report) -> dict[str, Any] | None:
-    """What the page says about the curves, or None where no run recorded one."""
-    if not r.curves:
-        return None
-    return {"runs": len(r.curves), "stopped": sum(bool(c.stopped) for c in r.curves), "epochs": sum(len(c.epochs) for c in r.curves)}
-
-
 def _parallel_fig(go: Any, r: Report) -> tuple[Any, dict[str, Any]]:
     """The parallel coordinates, and where the page's limits brush its latency and metric axes."""
     dims, index = [], {}
@@ -201,9 +168,9 @@ def _parallel_fig(go: Any, r: Report) -> tuple[Any, dict[str, Any]]:
     fig.update_layout(title=dict(text="Searched dimensions against the objectives (blue: Pareto front)", x=0.01),
                       height=460, margin=dict(l=70, r=70, t=90, b=40))
     values = {d.name: d.values for d in r.parallel}
-    lat, m = values.get("latency_ms", (0.0,)), values.get(r.info.metric_key, (0.0,))
+    lat, m = values.get(LATENCY.key, (0.0,)), values.get(r.info.metric_key, (0.0,))
     span = (max(m) - min(m)) or 1.0
-    brush = {"div": "parallel", "latency": index.get("latency_ms"), "lat_lo": min(lat) * 0.999,
+    brush = {"div": "parallel", "latency": index.get(LATENCY.key), "lat_lo": min(lat) * 0.999,
              "metric": index.get(r.info.metric_key), "m_lo": min(m) - 0.01 * span, "m_hi": max(m) + 0.01 * span}
     return fig, brush
 
@@ -239,88 +206,25 @@ def _figures(go: Any, r: Report) -> tuple[dict[str, Any], dict[str, Any]]:
         figs["importance"] = imp
     base = r.baseline.metrics.get(r.info.metric_key) if r.baseline else None
     state.update(
-        front={str(e.row.trial): {"latency": _clean(e.row.metrics.get("latency_ms")), "drop": _clean(e.drop)} for e in r.front},
-        maximize=r.info.metric_direction == "maximize", baseline_metric=None if base is None else _clean(float(base)),
+        front={str(e.row.trial): {"latency": page.clean(e.row.metrics.get(LATENCY.key)), "drop": page.clean(e.drop)}
+               for e in r.front},
+        maximize=r.info.metric_direction == "maximize", baseline_metric=None if base is None else page.clean(float(base)),
     )
     return figs, state
 
 
 def _facts(r: Report) -> list[tuple[str, str]]:
-    info, env = r.info, r.info.meta.get("environment", {})
+    info, env = r.info, r.info.meta.environment
     n_failed = sum(p.state == "failed" for p in r.points)
     return [
         ("storage", r.storage),
         ("objectives", ", ".join(f"{o} ({'max' if d == 'maximize' else 'min'})" for o, d in zip(info.objectives, info.directions))),
         ("trials", f"{r.complete} completed, {n_failed} failed, {len(r.front)} on the front"),
         ("energy", "estimate (no meter measured it)" if info.energy_source == "estimate" else f"measured ({info.energy_source})"),
-        ("user file", info.meta.get("user_file", "-")), ("created", info.meta.get("created", "-")),
-        ("host", f"{env.get('host', '-')}, {env.get('cpu', '-')}, {env.get('cores_usable', '-')} usable cores"),
-        ("latency", f"onnxruntime p50 at batch {info.meta.get('latency', {}).get('batch', 1)}, {env.get('latency_threads', '-')} thread(s)"),
+        ("user file", info.meta.user_file or "-"), ("created", info.meta.created or "-"),
+        ("host", f"{env.host or '-'}, {env.cpu or '-'}, {env.cores_usable or '-'} usable cores"),
+        ("latency", f"onnxruntime p50 at batch {info.meta.latency.batch}, {info.meta.latency.threads} thread(s)"),
     ]
-
-
-def _limits(r: Report) -> dict[str, Any]:
-    """The two limits as ranges spanning the front; each starts at its top, where nothing is hidden."""
-    lats = [float(e.row.metrics["latency_ms"]) for e in r.front if _clean(e.row.metrics.get("latency_ms")) is not None]
-    drops = [e.drop for e in r.front if e.drop is not None and math.isfinite(e.drop)]
-    out: dict[str, Any] = {"latency": None, "drop": None}
-    if lats:
-        out["latency"] = {"max": repr(max(lats)), "shown": _num(max(lats))}
-    if drops:
-        lo, hi = min(drops), max(drops)
-        base = float(r.baseline.metrics.get(r.info.metric_key, 1.0)) if r.baseline else 1.0
-        lo -= max(0.05 * (hi - lo), 1e-3 * max(1.0, abs(base)))  # room to exclude every trial
-        out["drop"] = {"min": repr(lo), "max": repr(hi), "shown": _num(hi)}
-    return out
-
-
-def _front_head(info: StudyInfo) -> list[str]:
-    head = ["trial", "run", "precision", "prune (built)", "batch", "lr", "schedule", "clip", "ranks"]
-    head += [metric_label(info, info.metric_key), "drop from baseline", *(metric_label(info, k) for k in _METRIC_COLS)]
-    return head + ["latency × dense (same precision)", "FLOPs × dense", "untrained latency (× dense)", "energy source", "export"]
-
-
-def _front_row(r: Report, e: FrontEntry) -> dict[str, Any]:
-    row, p, m = e.row, e.row.params, e.row.metrics
-    lat = _clean(m.get("latency_ms"))
-    cells = [
-        row.run, row.precision, _prune(row.prune, p.get("prune_ratio")), _num(p.get("batch_size")), _num(p.get("lr"), 3),
-        p.get("lr_schedule", "-"), _num(p.get("clip_norm"), 3), _num(p.get("world_size")), _num(m.get(r.info.metric_key)),
-        "-" if e.drop is None else _num(e.drop), *(at_least(m, k) + _num(m.get(k)) for k in _METRIC_COLS),
-        _num(m.get("latency_vs_dense"), 3), _num(m.get("flop_ratio"), 3),
-        _num(row.untrained["latency_ratio"], 3) if row.untrained else "-", m.get("energy_source", r.info.energy_source),
-    ]
-    tags = [t for t, on in (("baseline", row.baseline), ("knee", e.knee)) if on]
-    if row.within_noise:
-        tags.append("within noise of " + ", ".join(map(str, row.within_noise)))
-    if row.speedup_flag:
-        tags.append("compression does not reach the artifact: " + row.speedup_flag)
-    return {"trial": row.trial, "tags": tags, "cells": cells, "command": e.command,
-            "latency": "" if lat is None else lat, "drop": "" if e.drop is None else e.drop}
-
-
-def _baseline(r: Report) -> dict[str, Any] | None:
-    b = r.baseline
-    if b is None:
-        return None
-    on_front = any(e.row.trial == b.trial for e in r.front)
-    keys = [k for k in (r.info.metric_key, *_METRIC_COLS) if k in b.metrics]
-    metrics = "; ".join(f"{metric_label(r.info, k)}: {_num(b.metrics.get(k))}" for k in keys)
-    where = "on the Pareto front (marked in the table)" if on_front else "not on the Pareto front"
-    return {"trial": b.trial, "run": b.run, "precision": b.precision, "metrics": metrics, "where": where}
-
-
-def _hypervolume(r: Report) -> dict[str, Any]:
-    h = r.hypervolume
-    ranges = ", ".join(f"{o}: {_num(-lo if d == 'maximize' else lo)} to {_num(-hi if d == 'maximize' else hi)}"
-                       for o, d, lo, hi in zip(r.info.objectives, r.info.directions, h.lo, h.hi))
-    return {"ranges": ranges if len(h.trials) >= 2 else None, "reference": f"{h.reference:g}", "note": h.note or "no hypervolume"}
-
-
-def _importance_notes(r: Report) -> list[str]:
-    notes = [i.note for i in r.importances if i.note]
-    # One note for all objectives when they share it.
-    return notes[:1] if len(set(notes)) == 1 and len(notes) == len(r.importances) else notes
 
 
 def render_html(report: Report) -> str:
@@ -328,15 +232,16 @@ def render_html(report: Report) -> str:
     go, pio, get_plotlyjs = _plotly()
     r, info = report, report.info
     figs, state = _figures(go, r)
-    failed = [(n, run, p.get("precision", "-"), _num(p.get("prune_ratio"), 3), _num(p.get("world_size")), reason)
+    failed = [(n, run, p.get("precision", "-"), page.num(p.get("prune_ratio"), 3), page.num(p.get("world_size")), reason)
               for n, run, p, reason in r.failed]
     figures = "{" + ",".join(f"{json.dumps(k)}:{pio.to_json(f, validate=False)}" for k, f in figs.items()) + "}"
-    page = _env().get_template("report.html.j2").render(
+    out = _env().get_template("report.html.j2").render(
         name=info.name, metric_key=info.metric_key, energy_source=info.energy_source, facts=_facts(r), notes=r.notes,
-        **_limits(r), front_head=_front_head(info), front_rows=[_front_row(r, e) for e in r.front],
-        baseline=_baseline(r), failed=failed, hypervolume=_hypervolume(r), importance_notes=_importance_notes(r), curves=_curves(r),
+        **page.limits(r), front_head=page.front_head(info), front_rows=[page.front_row(r, e) for e in r.front],
+        baseline=page.baseline(r), failed=failed, hypervolume=page.hypervolume(r), importance_notes=page.importance_notes(r),
+        curves=page.curves(r),
         scatter_divs=[k for k in figs if k.startswith("scatter-")], figure_divs=list(figs),
         css=_asset("report.css"), js=_asset("report.js"), plotly_js=Markup(get_plotlyjs()),
         state=_script_json(json.dumps(state, allow_nan=False, default=str)), figures=_script_json(figures),
     )
-    return page + "\n"
+    return out + "\n"

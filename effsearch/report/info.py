@@ -1,12 +1,10 @@
-"""Everything the study report shows, as plain data read from storage only (the HTML draws this)."""
+"""Everything the study report shows, read from storage only into the records of report/data.py (the HTML draws them)."""
 
 from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
 
 import numpy as np
 import optuna
@@ -14,9 +12,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
 from effsearch.constraints import metric_drop
+from effsearch.figures import ENERGY, FIGURES
+from effsearch.report.data import Curve, FrontEntry, Hypervolume, Importance, ParallelDim, Point, Report
 from effsearch.results import hypervolume as hv
 from effsearch.results.front import (
-    UNITS, FrontRow, Shown, StudyInfo, baseline, export_command, failures, front_rows, knee, row_of, shown, study_info,
+    Shown, StudyInfo, baseline, export_command, failures, front_rows, knee, row_of, shown, study_info,
 )
 from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
@@ -31,6 +31,7 @@ __all__ = [
     "ParallelDim",
     "Report",
     "build_report",
+    "energy_source",
     "metric_label",
 ]
 
@@ -41,110 +42,19 @@ log = logging.getLogger(__name__)
 MIN_IMPORTANCE_RUNS = 5
 
 
-@dataclass(frozen=True)
-class Point:
-    """One trial as the plots see it. state: front, dominated, infeasible (broke a search constraint) or failed.
-
-    values: the objectives as shown (results/front.py: shown); prune: the pruning built (asked, where the
-    run recorded none or failed before building); params: the searched values, prune_ratio as asked.
-    """
-
-    trial: int
-    run: int
-    state: str
-    baseline: bool
-    knee: bool
-    params: dict[str, Any]
-    values: dict[str, float] | None
-    reason: str | None = None
-    prune: float | None = None
-
-
-@dataclass(frozen=True)
-class FrontEntry:
-    """A row of the front table: the trial, its drop from the baseline, and the command that ships it."""
-
-    row: FrontRow
-    drop: float | None
-    knee: bool
-    command: str
-
-
-@dataclass(frozen=True)
-class Hypervolume:
-    """Hypervolume after each completed trial, from the figures shown (results/front.py: shown), in the
-    scaled objective space (see results/hypervolume.py).
-
-    lo, hi: each objective's best and worst completed value, in its minimised form (maximised ones negated).
-    """
-
-    trials: tuple[int, ...]
-    values: tuple[float, ...]
-    reference: float
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-    note: str | None
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One run's validation after each epoch; stopped: why the run was stopped early, or None."""
-
-    trial: int
-    run: int
-    epochs: tuple[int, ...]
-    metric: tuple[float, ...]
-    energy_j: tuple[float | None, ...]
-    stopped: str | None = None
-
-
-@dataclass(frozen=True)
-class Importance:
-    """fANOVA importance of each searched parameter for one objective, or why there is none."""
-
-    objective: str
-    importances: dict[str, float] | None
-    note: str | None
-
-
-@dataclass(frozen=True)
-class ParallelDim:
-    """One axis of the parallel-coordinates plot; categories name the integer codes of a categorical axis."""
-
-    name: str
-    values: tuple[float, ...]
-    categories: tuple[str, ...] | None = None
-    log: bool = False
-
-
-@dataclass(frozen=True)
-class Report:
-    info: StudyInfo
-    storage: str
-    points: tuple[Point, ...]
-    pairs: tuple[tuple[str, str], ...]
-    front: tuple[FrontEntry, ...]
-    baseline: FrontRow | None
-    failed: tuple[tuple[int, int, dict[str, Any], str], ...]
-    hypervolume: Hypervolume
-    importances: tuple[Importance, ...]
-    parallel: tuple[ParallelDim, ...]
-    parallel_trials: tuple[int, ...]
-    notes: tuple[str, ...]
-    curves: tuple[Curve, ...] = ()
-
-    @property
-    def complete(self) -> int:
-        return sum(p.state != "failed" for p in self.points)
+def energy_source(info: StudyInfo, key: str) -> str | None:
+    """Where an energy figure's numbers come from: training's meter, or the one inference energy was read with."""
+    # Inference energy may come from another meter than training's (recorded on the study).
+    inference = FIGURES[key].energy == "inference"
+    return info.meta.energy.infer_source if inference else info.energy_source
 
 
 def metric_label(info: StudyInfo, key: str) -> str:
     """A column or axis title with its unit; energy says where its numbers come from."""
-    unit = UNITS.get(key, "")
-    label = f"{key} ({unit})" if unit else key
-    if key in ("energy_j", "infer_energy_mj", "flops_per_j"):
-        # Inference energy may come from another meter than training's (recorded on the study).
-        source = info.meta.get("infer_energy_source", info.energy_source) if key != "energy_j" else info.energy_source
+    figure = FIGURES.get(key)
+    label = key if figure is None else figure.label
+    if figure is not None and figure.energy:
+        source = energy_source(info, key)
         label += " (estimate)" if source == "estimate" else f" ({source or 'not measured'})"
     return label
 
@@ -179,7 +89,7 @@ def _curves(study: optuna.Study) -> list[Curve]:
         pts = t.curve
         out.append(Curve(
             t.number, t.run, tuple(int(p["epoch"]) for p in pts), tuple(float(p["metric"]) for p in pts),
-            tuple(p.get("energy_j") for p in pts), t.record.stopped,
+            tuple(p.get(ENERGY.key) for p in pts), t.record.stopped,
         ))
     return out
 
@@ -244,7 +154,7 @@ def _parallel(study: optuna.Study, info: StudyInfo, seen: Shown) -> tuple[list[P
     trials = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number)
     if not trials:
         return [], []
-    space = info.meta.get("space", {})
+    space = info.meta.space
     dims = []
     for k in CORE_PARAMS:
         if not all(k in t.params for t in trials):

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from effsearch import record
 from effsearch.constraints import Constraints
+from effsearch.figures import FIGURES, FLOPS
 from effsearch.results.hypervolume import normalise
 from effsearch.results.remeasured import in_force, pareto, with_remeasured, within_noise
 from effsearch.results.speedup import dense_counterparts, speedup
@@ -21,18 +22,7 @@ from effsearch.space import CORE_PARAMS
 from effsearch.storage import display_url
 
 # The unit of each figure a trial records, for tables, plots and model cards.
-UNITS = {
-    "latency_ms": "ms",
-    "latency_p90_ms": "ms",
-    "flops": "FLOP",
-    "param_count": "",
-    "size_bytes": "B",
-    "energy_j": "J",
-    "infer_energy_mj": "mJ",
-    "flops_per_j": "FLOP/J",
-    "train_s": "s",
-    "throughput_sps": "samples/s",
-}
+UNITS = {k: f.unit for k, f in FIGURES.items()}
 
 __all__ = [
     "UNITS",
@@ -63,7 +53,7 @@ class StudyInfo:
     objectives: tuple[str, ...]
     directions: tuple[str, ...]
     energy_source: str
-    meta: dict[str, Any]
+    meta: record.StudyMeta
 
 
 @dataclass(frozen=True)
@@ -74,7 +64,7 @@ class FrontRow:
     metrics: dict[str, Any]
     onnx: str | None
     baseline: bool
-    untrained: dict[str, Any] | None = None  # what was known before training (pretrain.Untrained)
+    untrained: dict[str, Any] | None = None  # what was known before training (run.untrained.Untrained)
     within_noise: tuple[int, ...] = ()  # front trials this one cannot be told apart from (re-measured)
     speedup_flag: str | None = None  # why its compression does not reach the artifact (results/speedup.py)
     prune_achieved: float | None = None  # the share of prunable channels the run removed (params: the share asked)
@@ -94,14 +84,14 @@ class FrontRow:
 
 def study_info(study: optuna.Study) -> StudyInfo:
     meta = record.read_meta(study)
-    objectives = tuple(study.metric_names or meta.get("objectives") or [f"objective_{i}" for i in range(len(study.directions))])
+    objectives = meta.objectives
     return StudyInfo(
         name=study.study_name,
-        metric_key=meta.get("metric_key", objectives[0]),
-        metric_direction=meta.get("metric_direction", "maximize"),
+        metric_key=meta.metric.key,
+        metric_direction=meta.metric.direction,
         objectives=objectives,
         directions=tuple(d.name.lower() for d in study.directions),
-        energy_source=meta.get("energy_source", "estimate"),
+        energy_source=meta.energy.source,
         meta=meta,
     )
 
@@ -156,7 +146,7 @@ def shown(study: optuna.Study) -> Shown:
     except (ValueError, RuntimeError):
         best = ()
     entry = in_force(record.read_remeasured(study), list(best))
-    batch = int(record.read_meta(study).get("latency", {}).get("batch") or 1)
+    batch = record.read_meta(study).latency.batch
     rows, round_to = {}, {}
     for t in trials:
         if t.state != TrialState.COMPLETE:
@@ -236,7 +226,7 @@ def knee(study: optuna.Study, rows: list[FrontRow] | None = None) -> FrontRow | 
 
 def at_least(metrics: dict[str, Any], key: str) -> str:
     """"≥ " where the figure is a lower bound (FLOPs with an op counted as nothing that does work), else ""."""
-    return "≥ " if key == "flops" and metrics.get("flops_complete") is False else ""
+    return "≥ " if key == FLOPS.key and metrics.get("flops_complete") is False else ""
 
 
 def export_command(study_name: str, url: str, trial: int, out: str = "model.onnx") -> str:

@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.errors import ExportError
+from effsearch.figures import LATENCY
 from effsearch.results.front import FrontRow, baseline, front_rows, knee, shown, shown_rows, study_info
 
 __all__ = ["pick_trial", "pick_knee", "pick_within"]
@@ -70,7 +71,7 @@ def pick_within(study: optuna.Study, limits: Constraints) -> FrontRow:
         key=lambda r: (
             sign * float(r.metrics.get(key, 0.0)),
             r.trial not in on_front,
-            float(r.metrics.get("latency_ms", 0.0)),
+            float(r.metrics.get(LATENCY.key, 0.0)),
             r.trial,
         ),
     )

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from effsearch.constraints import Constraints
+from effsearch.figures import FIGURES, FLOPS, FLOPS_PER_J, INFER_ENERGY, LATENCY, LATENCY_P90, THROUGHPUT
 
 __all__ = ["ESTIMATE_TOLERANCE", "EXACT", "in_force", "pareto", "within_noise", "with_remeasured"]
 
 # Figures that do not vary from measurement to measurement: equal or not.
-EXACT = ("size_bytes", "flops", "param_count")
+EXACT = tuple(k for k, f in FIGURES.items() if f.exact)
 # Two estimates (energy without a meter) closer than this, relatively, cannot be told apart.
 ESTIMATE_TOLERANCE = 0.10
 
@@ -38,23 +39,23 @@ def with_remeasured(row: Any, entry: dict[str, Any] | None) -> Any:
         return row
     metrics = {
         **row.metrics,
-        "latency_first_ms": row.metrics.get("latency_ms"),
-        "latency_ms": timed["p50_ms"],
-        "latency_p90_ms": timed["p90_ms"],
+        "latency_first_ms": row.metrics.get(LATENCY.key),
+        LATENCY.key: timed["p50_ms"],
+        LATENCY_P90.key: timed["p90_ms"],
         "latency_interval_ms": [timed["lo_ms"], timed["hi_ms"]],
         "latency_ratio": timed["ratio"],
         "latency_ratio_interval": [timed["ratio_lo"], timed["ratio_hi"]],
         "remeasured_on": entry["host"],
     }
-    if row.metrics.get("throughput_sps") and row.metrics.get("latency_ms"):
+    if row.metrics.get(THROUGHPUT.key) and row.metrics.get(LATENCY.key):
         # Samples per second at the study's batch: the batch over the median call, re-measured with it.
-        metrics["throughput_sps"] = float(row.metrics["throughput_sps"]) * float(row.metrics["latency_ms"]) / timed["p50_ms"]
+        metrics[THROUGHPUT.key] = float(row.metrics[THROUGHPUT.key]) * float(row.metrics[LATENCY.key]) / timed["p50_ms"]
     if "energy_mj" in timed:  # read again with a hardware meter, in repeated windows
-        metrics["infer_energy_first_mj"] = row.metrics.get("infer_energy_mj")
-        metrics["infer_energy_mj"] = timed["energy_mj"]
+        metrics["infer_energy_first_mj"] = row.metrics.get(INFER_ENERGY.key)
+        metrics[INFER_ENERGY.key] = timed["energy_mj"]
         metrics["infer_energy_interval_mj"] = [timed["energy_lo_mj"], timed["energy_hi_mj"]]
-        if row.metrics.get("flops") and timed["energy_mj"] > 0:
-            metrics["flops_per_j"] = float(row.metrics["flops"]) / (timed["energy_mj"] / 1e3)
+        if row.metrics.get(FLOPS.key) and timed["energy_mj"] > 0:
+            metrics[FLOPS_PER_J.key] = float(row.metrics[FLOPS.key]) / (timed["energy_mj"] / 1e3)
     return dataclasses.replace(row, metrics=metrics)
 
 
@@ -75,14 +76,15 @@ def pareto(rows: list[Any], objectives: tuple[str, ...], directions: tuple[str, 
 
 
 def _close(key: str, a: dict[str, Any], b: dict[str, Any], estimate: bool) -> bool:
-    if key in ("latency_ms", "latency_p90_ms", "throughput_sps"):  # throughput: the batch over the latency
+    figure = FIGURES.get(key)
+    if figure is not None and figure.timed:  # throughput: the batch over the latency
         (alo, ahi), (blo, bhi) = a.get("latency_interval_ms") or (a[key], a[key]), b.get("latency_interval_ms") or (b[key], b[key])
         return alo <= bhi and blo <= ahi
-    if key == "infer_energy_mj" and a.get("infer_energy_interval_mj") and b.get("infer_energy_interval_mj"):
+    if key == INFER_ENERGY.key and a.get("infer_energy_interval_mj") and b.get("infer_energy_interval_mj"):
         (alo, ahi), (blo, bhi) = a["infer_energy_interval_mj"], b["infer_energy_interval_mj"]
         return alo <= bhi and blo <= ahi
     x, y = float(a[key]), float(b[key])
-    if key in ("energy_j", "infer_energy_mj", "flops_per_j") and estimate:
+    if figure is not None and figure.energy and estimate:
         return abs(x - y) <= ESTIMATE_TOLERANCE * max(abs(x), abs(y), 1e-12)
     return x == y
 

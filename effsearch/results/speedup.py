@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from effsearch.figures import FLOPS, LATENCY
+
 __all__ = ["SLOWER", "SHORT", "Speedup", "dense_counterparts", "speedup"]
 
 SLOWER = "slower than the dense model at the same precision"
@@ -40,9 +42,9 @@ def dense_counterparts(rows: list[Any]) -> dict[str, Any]:
 def _latency(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float] | None:
     """Both latencies from one measurement: re-measured together if both were, else both first figures."""
     if a.get("remeasured_on") is not None and a.get("remeasured_on") == b.get("remeasured_on"):
-        x, y = a.get("latency_ms"), b.get("latency_ms")
+        x, y = a.get(LATENCY.key), b.get(LATENCY.key)
     else:
-        x, y = a.get("latency_first_ms", a.get("latency_ms")), b.get("latency_first_ms", b.get("latency_ms"))
+        x, y = a.get("latency_first_ms", a.get(LATENCY.key)), b.get("latency_first_ms", b.get(LATENCY.key))
     if x is None or y is None or float(y) <= 0:
         return None
     return float(x), float(y)
@@ -70,7 +72,7 @@ def speedup(row: Any, dense: dict[str, Any], round_to: int | None) -> Speedup | 
     if pair is None:
         return None
     lat = pair[0] / pair[1]
-    flops, dense_flops = row.metrics.get("flops"), counterpart.metrics.get("flops")
+    flops, dense_flops = row.metrics.get(FLOPS.key), counterpart.metrics.get(FLOPS.key)
     flop = float(flops) / float(dense_flops) if flops and dense_flops else None
     flag = None
     if float(getattr(row, "prune", None) or 0.0) > 0 and row.trial != counterpart.trial:  # pruned: what was built

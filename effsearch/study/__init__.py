@@ -1,6 +1,7 @@
 """The study in rooms by job: settings, creating or loading it, the run loop, recording, giving up, the Tuner.
 
-`tune()` is the whole job as the CLI runs it: choose the instruments, open the study, run the Tuner.
+`settings_for()` turns a tune's options into its settings; `tune()` is the whole job as the CLI runs it:
+choose the instruments, open the study, run the Tuner.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from typing import Any
 
 import optuna
 
-from effsearch.storage import check_writable
+from effsearch.space import config_of
 from effsearch.study.create import Instruments, environment, open_study, open_worker
 from effsearch.study.loop import runs_counted
-from effsearch.study.settings import TuneSettings, TuneSummary
-from effsearch.study.tuner import OnStage, Tuner, config_of
+from effsearch.study.options import check_folders, settings_for
+from effsearch.study.settings import Hardware, TuneSettings, TuneSummary
+from effsearch.study.tuner import OnStage, Tuner
 from effsearch.userfile import Probe, UserFile
 
 __all__ = [
+    "Hardware",
     "Instruments",
     "TuneSettings",
     "TuneSummary",
@@ -29,15 +32,9 @@ __all__ = [
     "open_study",
     "open_worker",
     "runs_counted",
+    "settings_for",
     "tune",
 ]
-
-
-def check_folders(settings: TuneSettings) -> None:
-    """Refuse folders that cannot be written before anything is made: no study, no folder for a bad option."""
-    check_writable(settings.artifact_dir, "--artifacts" if settings.artifacts else "the study folder")
-    if settings.storage_url.startswith("sqlite:///"):
-        check_writable(Path(settings.storage_url.removeprefix("sqlite:///")).parent, "--storage")
 
 
 def tune(
@@ -51,9 +48,9 @@ def tune(
 ) -> tuple[Tuner, TuneSummary]:
     """Create or resume the study in `settings` and run it; the Tuner is returned for its front size.
 
-    until(study): end early once it holds (a benchmark running until a goal is met).
+    until(study): end early once it holds (a benchmark running until a goal is met). The folders were
+    checked by settings_for, before anything was made.
     """
-    check_folders(settings)
     if settings.storage_url.startswith("sqlite:///"):
         Path(settings.storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     tools = Instruments.choose(settings.energy_meter)

@@ -27,7 +27,7 @@ from effsearch.sampler import make_sampler
 from effsearch.storage import open_storage, redact
 from effsearch.study.fixed import check_limits, check_setup, check_space
 from effsearch.study.settings import TuneSettings
-from effsearch.train.pool import available_cores, hardware_world_sizes
+from effsearch.train.pool import available_cores
 from effsearch.userfile import Probe, UserFile
 
 __all__ = ["Instruments", "environment", "open_study", "open_worker"]
@@ -61,55 +61,56 @@ def _user() -> str | None:
         return None
 
 
-def environment(latency_threads: int) -> dict[str, Any]:
+def environment(latency_threads: int) -> record.Environment:
     """Host, CPU, thread settings and library versions, recorded on the study."""
     import torch
 
     libs = ("effsearch", "torch", "optuna", "onnx", "onnxruntime", "torch-pruning", "fvcore", "numpy")
-    return {
-        "host": socket.gethostname(),
-        "user": _user(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu_model(),
-        "cores_usable": available_cores(),
-        "torch_threads": torch.get_num_threads(),
-        "latency_threads": latency_threads,
-        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "versions": {name: _version(name) for name in libs},
-    }
+    return record.Environment(
+        host=socket.gethostname(),
+        user=_user(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        cpu=cpu_model(),
+        cores_usable=available_cores(),
+        torch_threads=torch.get_num_threads(),
+        latency_threads=latency_threads,
+        cuda_devices=torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        versions={name: _version(name) for name in libs},
+    )
 
 
-def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> dict[str, Any]:
+def _meta(s: TuneSettings, uf: UserFile, probe: Probe, tools: Instruments) -> record.StudyMeta:
     from effsearch.compress.prune.common import channel_multiple
 
     study_id = uuid.uuid4().hex  # names the artifact folder: studies of one name in two storages never share one
-    return {
-        "id": study_id,
-        "user_file": str(uf.path),
-        "user_file_sha256": uf.sha256,
-        "metric_key": uf.metric_key,
-        "metric_direction": uf.registration.metric_direction,
-        "objectives": list(s.objectives),
-        "space": s.space.to_dict(),
-        "epochs": s.epochs,
-        "storage": redact(s.storage_url),
-        "artifacts": str(replace(s, study_id=study_id).artifact_dir.resolve()),
-        "seed": s.seed,  # the first worker's; a later one runs with its --seed plus its rank (record.read_workers)
+    return record.StudyMeta(
+        id=study_id,
+        user_file=None if uf.from_python else str(uf.path),  # from Python: no file for `export` to re-import
+        user_file_sha256=uf.sha256,
+        metric=record.Metric(key=uf.metric_key, direction=uf.registration.metric_direction),
+        objectives=tuple(s.objectives),
+        space=s.space.to_dict(),
+        epochs=s.epochs,
+        storage=redact(s.storage_url),
+        artifacts=str(replace(s, study_id=study_id).artifact_dir.resolve()),
+        seed=s.seed,  # the first worker's; a later one runs with its --seed plus its rank (record.read_workers)
         # Every host of the study rounds pruned channels to the creator's multiple.
-        "channel_multiple": channel_multiple(),
-        "input_shape": list(probe.input_shape),
-        "input_dtype": probe.input_dtype,
-        "inputs": probe.inputs,
-        "energy_source": energy_source(tools.meter_cls),
-        "infer_energy_source": _infer_source(tools),
-        "energy_meter": tools.meter_cls.name,
-        "energy_basis": tools.meter_cls.describe(),
-        "latency_target": tools.target.name,
-        "latency": {"threads": s.latency_threads, "batch": s.latency_batch, "sequence_length": s.latency_seq_len or padded_length(probe.inputs), "warmup": 50, "repeats": s.latency_repeats},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "environment": environment(s.latency_threads),
-    }
+        channel_multiple=channel_multiple(),
+        input_shape=tuple(probe.input_shape),
+        input_dtype=probe.input_dtype,
+        inputs=probe.inputs,
+        energy=record.Energy(
+            source=energy_source(tools.meter_cls), infer_source=_infer_source(tools),
+            meter=tools.meter_cls.name, basis=tools.meter_cls.describe(),
+        ),
+        latency=record.Latency(
+            target=tools.target.name, threads=s.latency_threads, batch=s.latency_batch,
+            sequence_length=s.latency_seq_len or padded_length(probe.inputs), warmup=50, repeats=s.latency_repeats,
+        ),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        environment=environment(s.latency_threads),
+    )
 
 
 def _infer_source(tools: Instruments) -> str | None:
@@ -189,23 +190,23 @@ def open_worker(
         recorded = meta
     else:
         deadline = time.monotonic() + meta_wait_s
-        while not record.read_meta(study) and time.monotonic() < deadline:
+        while not record.read_meta(study).exists and time.monotonic() < deadline:
             time.sleep(0.2)
         recorded = record.read_meta(study)
-        if not recorded:
+        if not recorded.exists:
             raise StudyError(
                 f"study {s.study_name!r} in {redact(s.storage_url)} was not made by effsearch; choose another --study"
             )
         _check_directions(study, s)
         if s.latency_seq_len is None:  # not stated: the study's own length is used (the Tuner reads it)
-            meta["latency"]["sequence_length"] = recorded.get("latency", {}).get("sequence_length")
+            meta = replace(meta, latency=replace(meta.latency, sequence_length=recorded.latency.sequence_length))
         check_setup(s.study_name, recorded, meta)
-        check_space(s.study_name, recorded.get("space") or {}, meta["space"], hardware_world_sizes()[0])
+        check_space(s.study_name, recorded.space, meta.space, s.hardware.device)
         check_limits(s.study_name, record.read_limits(study), s.constraints.to_dict())
-        if recorded.get("user_file_sha256") != uf.sha256:
+        if recorded.user_file_sha256 != uf.sha256:
             log.warning("%s changed since the study was created; trials before and after may differ", uf.path.name)
         rank = _join(storage, s)
-    worker = replace(s, seed=s.seed + rank, study_id=recorded.get("id"))
+    worker = replace(s, seed=s.seed + rank, study_id=recorded.id)
     if rank:
         log.info("worker %d of study %r: seed %d", rank, s.study_name, worker.seed)
     return optuna.load_study(study_name=s.study_name, storage=storage, sampler=make_sampler(worker.seed)), worker

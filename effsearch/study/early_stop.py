@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from effsearch import record
+from effsearch.figures import ENERGY
 from effsearch.train.stopping import CATCH_UP, FIRST_STOP_EPOCH, PRE_TRAINING, STOP_MARGIN, Point, StopRule, pre_training_value
 
 __all__ = ["stop_rule"]
@@ -63,7 +64,7 @@ def _references(
         for p in lead.curve:
             metric = float(p["metric"])
             gain = max(0.0, last - metric if maximize else metric - last)
-            points[int(p["epoch"])].append(Point(lead.run, metric + final - last, p.get("energy_j"), own, gain))
+            points[int(p["epoch"])].append(Point(lead.run, metric + final - last, p.get(ENERGY.key), own, gain))
     return {k: tuple(v) for k, v in points.items()}
 
 
@@ -92,6 +93,6 @@ def stop_rule(
     if not references:
         return None
     return StopRule(
-        metric_key, maximize, figures, own, references, energy="energy_j" in objectives, epochs=epochs,
+        metric_key, maximize, figures, own, references, energy=ENERGY.key in objectives, epochs=epochs,
         margin=margin, catch_up=catch_up, first_epoch=first_epoch,
     )

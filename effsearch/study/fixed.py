@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from effsearch.errors import StudyError
+from effsearch.record import StudyMeta
 from effsearch.space import train_precisions
 
 __all__ = ["SETUP", "Fixed", "check_limits", "check_setup", "check_space"]
@@ -28,37 +29,36 @@ def _range(entry: dict[str, Any] | None) -> str:
 
 @dataclass(frozen=True)
 class Fixed:
-    """One figure of a study's set-up: where its metadata keeps it and how a user states it.
+    """One figure of a study's set-up: where its record (StudyMeta) keeps it and how a user states it.
 
-    fix: what to do to match the study, "{}" standing for the study's value; old: the value a study made
-    before the figure was recorded used (None: such a study is not checked for it); show: the value in words.
+    path: its attributes in the record (then keys, within the search space); fix: what to do to match the
+    study, "{}" standing for the study's value; show: the value in words. A study made before the figure
+    was recorded used StudyMeta's default for it; where that default is None, such a study is not checked.
     """
 
     what: str
     path: tuple[str, ...]
     fix: str
-    old: Any = None
     show: Callable[[Any], str] = str
 
 
 # The set-up: a figure added here is recorded by `_meta` under its path and checked on every resume.
 SETUP = (
-    Fixed("latency target", ("latency_target",), "resume it on a host whose latency target is {}"),
+    Fixed("latency target", ("latency", "target"), "resume it on a host whose latency target is {}"),
     Fixed("latency threads", ("latency", "threads"), "pass --latency-threads {} to resume it"),
-    Fixed("latency batch", ("latency", "batch"), "pass --latency-batch {} to resume it", old=1),
+    Fixed("latency batch", ("latency", "batch"), "pass --latency-batch {} to resume it"),
     Fixed("latency sequence length", ("latency", "sequence_length"), "pass --latency-seq-len {} (or leave it out) to resume it"),
-    Fixed("energy meter", ("energy_meter",), "pass --energy-meter {} to resume it, on a host where that meter works"),
+    Fixed("energy meter", ("energy", "meter"), "pass --energy-meter {} to resume it, on a host where that meter works"),
     Fixed("epochs", ("epochs",), "pass --epochs {} to resume it"),
     Fixed("world sizes", ("space", "world_size"), "resume it where world sizes {} can run (--max-world-size, the host's GPUs or cores)", show=_range),
 )
 
 
-def _at(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
+def _at(meta: StudyMeta, path: tuple[str, ...]) -> Any:
+    value: Any = meta
     for key in path:
-        if not isinstance(meta, dict):
-            return None
-        meta = meta.get(key)
-    return meta
+        value = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -66,11 +66,10 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def check_setup(name: str, recorded: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Refuse a `tune` whose set-up (`meta`, as `_meta` writes it) differs from the study's (`recorded`)."""
+def check_setup(name: str, recorded: StudyMeta, meta: StudyMeta) -> None:
+    """Refuse a `tune` whose set-up (`meta`, as `_meta` makes it) differs from the study's (`recorded`)."""
     for f in SETUP:
-        have = _at(recorded, f.path)
-        have = f.old if have is None else have
+        have = _plain(_at(recorded, f.path))
         want = _plain(_at(meta, f.path))
         if have is not None and have != want:
             raise StudyError(

@@ -13,8 +13,8 @@ import logging
 
 import optuna
 
-from effsearch.pipeline import PrecisionResult
 from effsearch.record import given_up as record_given_up
+from effsearch.run.pipeline import PrecisionResult
 from effsearch.space import SearchSpace
 
 __all__ = ["GiveUp", "FAILURES_TO_GIVE_UP"]

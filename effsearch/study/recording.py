@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.errors import TrialError
-from effsearch.pipeline import PrecisionResult
+from effsearch.run.pipeline import PrecisionResult
 
 __all__ = ["Recorder", "Shared"]
 
@@ -55,6 +56,8 @@ class Recorder:
         self.metric_key = metric_key
         self.metric_direction = metric_direction
         self._baseline: float | None = None
+        # Per lead trial, the writes of its other precisions' trials, made once the lead is finished (flush).
+        self._pending: dict[int, list[Callable[[], None]]] = {}
 
     def baseline_metric(self, *, wait: bool = False) -> float | None:
         """The dense baseline's metric, once its run completed (here or on another worker).
@@ -88,6 +91,20 @@ class Recorder:
     def forget_baseline(self) -> None:
         """The baseline run was interrupted: the figures it set wait for the run that replaces it."""
         self._baseline = None
+
+    def later(self, lead: int, write: Callable[[], None]) -> None:
+        """Queue the write of one of lead trial `lead`'s other precisions, for when the lead is finished."""
+        self._pending.setdefault(lead, []).append(write)
+
+    def flush(self, lead: int) -> None:
+        """Write the trials of a run's other precisions once its lead trial is finished, so that a run
+        interrupted or lost before then leaves none of them behind (its re-run makes them again)."""
+        for write in self._pending.pop(lead, []):
+            write()
+
+    def drop(self, lead: int) -> None:
+        """The run was interrupted: its other precisions are never written."""
+        self._pending.pop(lead, None)
 
     def values(self, metrics: dict[str, Any]) -> list[float]:
         """The objectives' values, or a TrialError naming the one that is missing or not finite."""

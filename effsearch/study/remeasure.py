@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from effsearch import record
 from effsearch.constraints import Constraints
 from effsearch.errors import PluginError, UserFileError
+from effsearch.figures import FIGURES, LATENCY, SIZE
 from effsearch.host import cpu_model
 from effsearch.inputs import Feed, at_length
 from effsearch.measure.blocks import ENERGY_PROTOCOL, PROTOCOL, measure_blocks, measure_energy
@@ -50,19 +51,21 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
     directions = [d.name.lower() for d in study.directions]
     names = list(study.metric_names or [])
     meta = record.read_meta(study)
-    key, direction = meta.get("metric_key", names[0] if names else ""), meta.get("metric_direction", "maximize")
+    key, direction = meta.metric.key, meta.metric.direction
     done = [t for t in record.read_all(study, states=(TrialState.COMPLETE,)) if t.onnx and Path(t.onnx).is_file()]
     base = next((t for t in done if t.baseline), None)
     base_metric = float(base.metrics[key]) if base is not None and key in base.metrics else None
     limits = Constraints.from_dict(record.read_limits(study))
 
     def meets(t: record.RecordedTrial, scale: float) -> bool:
-        metrics = {**t.metrics, "latency_ms": float(t.metrics.get("latency_ms", 0.0)) / scale}
+        metrics = {**t.metrics, LATENCY.key: float(t.metrics.get(LATENCY.key, 0.0)) / scale}
         return all(c.met for c in limits.checks(metrics, key, base_metric, direction))
 
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
-    lat = [i for i, n in enumerate(names) if n in ("latency_ms", "latency_p90_ms")]
-    thr = [i for i, n in enumerate(names) if n == "throughput_sps"]
+    # Figures taken from the timed calls: a latency NEAR times lower, a throughput NEAR times higher.
+    timed = [(i, FIGURES[n].direction) for i, n in enumerate(names) if n in FIGURES and FIGURES[n].timed]
+    lat = [i for i, d in timed if d == "minimize"]
+    thr = [i for i, d in timed if d == "maximize"]
     values = {t.number: sign * np.array(t.values, dtype=float) for t in done}
     feasible = [t for t in done if meets(t, 1.0)]
     front = {t.number for t in feasible if not any(_dominates(values[o.number], values[t.number]) for o in feasible if o is not t)}
@@ -76,7 +79,7 @@ def candidates(study: optuna.Study) -> list[record.RecordedTrial]:
         if not any(_dominates(values[m], hopeful) for m in front):
             near.append(t)
     chosen = [t for t in done if t.number in front] + near[: max(0, _MAX_CANDIDATES - len(front))]
-    if base is not None and base not in chosen and base.metrics.get("size_bytes"):
+    if base is not None and base not in chosen and base.metrics.get(SIZE.key):
         chosen.append(base)
     if base is not None:  # each point's dense counterpart: the baseline run's trial at its precision
         wanted = {t.params.get("precision") for t in chosen}
@@ -88,7 +91,7 @@ def study_providers(study: optuna.Study) -> list[str]:
     """The onnxruntime providers of the latency target the study was tuned with (recorded by name)."""
     from effsearch.plugins import get_plugin
 
-    name = str(record.read_meta(study).get("latency_target") or "cpu")  # studies that predate targets timed on the CPU
+    name = record.read_meta(study).latency.target
     try:
         target = get_plugin("latency_target", name)
     except PluginError as exc:
@@ -108,7 +111,7 @@ def study_sample(study: optuna.Study, user_file: str | Path | None = None) -> np
     from effsearch.userfile import load_data, load_user_file
 
     meta = record.read_meta(study)
-    file = user_file or meta.get("user_file")
+    file = user_file or meta.user_file
     if not file:
         raise UserFileError(
             f"study {study.study_name!r} records no user file to take its validation samples from; pass --file my_model.py"
@@ -121,18 +124,18 @@ def study_sample(study: optuna.Study, user_file: str | Path | None = None) -> np
             "pass --file PATH to the model file"
         )
     uf = load_user_file(file)
-    key = meta.get("metric_key")
+    key = meta.metric.key
     if key is not None and uf.metric_key != key:
         raise UserFileError(
             f"{uf.path.name} registers the metric {uf.metric_key!r}, but study {study.study_name!r} measured {key!r}; "
             "pass the study's file with --file"
         )
-    if meta.get("user_file_sha256") not in (None, uf.sha256):
+    if meta.user_file_sha256 not in (None, uf.sha256):
         log.warning("%s changed since the study was created; its validation samples are timed all the same", uf.path.name)
-    latency = meta.get("latency", {})
+    latency = meta.latency
     _, val = load_data(uf)
-    sample = Streamed(val).head(int(latency.get("batch") or 1))
-    length = latency.get("sequence_length")
+    sample = Streamed(val).head(latency.batch)
+    length = latency.sequence_length
     return at_length(sample, int(length)) if length else sample
 
 
@@ -140,7 +143,7 @@ def inference_meter_of(study: optuna.Study) -> Any:
     """The study's inference-energy meter where it measures and is usable here; None for the estimate."""
     from effsearch.plugins import plugins_of_kind
 
-    source = record.read_meta(study).get("infer_energy_source")
+    source = record.read_meta(study).energy.infer_source
     found = [p.obj for p in plugins_of_kind("energy_meter") if p.name == source and not p.unavailable]
     return found[0] if found and getattr(found[0], "measured", False) else None
 
@@ -153,7 +156,7 @@ def remeasure_study(study: optuna.Study, *, threads: int | None = None, user_fil
     meta = record.read_meta(study)
     providers = study_providers(study)
     sample = study_sample(study, user_file)
-    threads = threads or int(meta.get("latency", {}).get("threads") or 1)
+    threads = threads or meta.latency.threads
     return remeasure(study, threads=threads, providers=providers, sample=sample, meter_cls=inference_meter_of(study))
 
 

@@ -1,6 +1,6 @@
 """Know a configuration's cost before training it: its untrained figures, cached, and the screen of limits.
 
-Every run is measured untrained first (pretrain.py), the figures cached on the study by the graph it
+Every run is measured untrained first (run/untrained.py), the figures cached on the study by the graph it
 builds and the protocol, so a graph seen before costs a model build and a pruning, for every worker and
 every later `tune`, whichever configuration built it. With a latency or size limit, a configuration none
 of whose precisions can meet every limit is screened out untrained: recorded as PRUNED with its limit
@@ -20,14 +20,15 @@ from typing import Any
 import optuna
 
 from effsearch import record
+from effsearch.config import TrainConfig
 from effsearch.constraints import Constraints
+from effsearch.figures import LATENCY, SIZE
 from effsearch.host import cpu_model
 from effsearch.measure.artifact import Measurer
-from effsearch.pretrain import PROTOCOL, build_pruned, graph_key, measure_untrained
-from effsearch.space import TrainConfig
+from effsearch.run.untrained import PROTOCOL, build_pruned, graph_key, measure_untrained
 from effsearch.userfile import UserFile
 
-__all__ = ["LATENCY_MARGIN", "MAX_SCREENED_IN_ROW", "SIZE_MARGIN", "Screen", "Verdict"]
+__all__ = ["LATENCY_MARGIN", "MAX_SCREENED_IN_ROW", "SIZE_MARGIN", "Screen", "Streak", "Verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ class Screen:
     def channel_multiple(self) -> int | None:
         """The multiple the study rounds pruned channel counts to, recorded when it was created; None for a
         study made before it was (each host then rounds to its own channel_multiple())."""
-        value = record.read_meta(self.study).get("channel_multiple")
-        return None if value is None else int(value)
+        return record.read_meta(self.study).channel_multiple
 
     @property
     def active(self) -> bool:
@@ -122,8 +122,8 @@ class Screen:
         violations, best, excess = {}, {}, []
         for precision, f in figures.items():
             # Figures cached before the dense model's own was kept: its p50 as the ratio implies it.
-            anchor = f.get("dense_latency_ms") or f["latency_ms"] / f["latency_ratio"]
-            latency, size = f["latency_ratio"] * anchor, f["size_bytes"] / 1e6
+            anchor = f.get("dense_latency_ms") or f[LATENCY.key] / f["latency_ratio"]
+            latency, size = f["latency_ratio"] * anchor, f[SIZE.key] / 1e6
             best["latency"] = min(best.get("latency", latency), latency)
             best["size"] = min(best.get("size", size), size)
             values, over = {}, 0.0
@@ -152,3 +152,34 @@ def describe_config(config: TrainConfig) -> str:
     """A configuration as a reader names it, for messages."""
     c = asdict(config)
     return ", ".join(f"{k} {c[k]:g}" if isinstance(c[k], float) else f"{k} {c[k]}" for k in ("prune_ratio", "batch_size", "lr"))
+
+
+class Streak:
+    """Suggestions screened out in a row, and the closest of them: once MAX_SCREENED_IN_ROW were, the
+    limits are out of this model's reach and the study ends, naming that closest configuration."""
+
+    def __init__(self) -> None:
+        self.in_row = 0
+        self.closest: tuple[str, TrainConfig] | None = None  # (its verdict's reason, the configuration)
+        self._closest_excess = float("inf")
+
+    def screened(self, verdict: Verdict, config: TrainConfig) -> None:
+        """One more configuration screened out."""
+        self.in_row += 1
+        if self.closest is None or verdict.excess < self._closest_excess:
+            self.closest, self._closest_excess = (verdict.reason, config), verdict.excess
+
+    def passed(self) -> None:
+        """A configuration went on to train: the streak starts again."""
+        self.in_row = 0
+
+    def stop_reason(self, limits: Constraints, metric_key: str) -> str | None:
+        """Why the study cannot go on: too many suggestions in a row screened out by the limits."""
+        if self.in_row < MAX_SCREENED_IN_ROW:
+            return None
+        reason, config = self.closest or ("", None)
+        return (
+            f"{self.in_row} configurations in a row were screened out before training by "
+            f"{limits.describe(metric_key)}; the closest ({describe_config(config)}) was {reason.removeprefix('screened: ')}; "
+            "relax the limit or widen the search space (e.g. a higher prune_ratio)"
+        )

@@ -11,9 +11,10 @@ import optuna
 from effsearch.constraints import Constraints
 from effsearch.space import SearchSpace
 from effsearch.storage import artifacts_root
+from effsearch.train.pool import hardware_world_sizes
 from effsearch.train.stopping import FIRST_STOP_EPOCH, STOP_MARGIN
 
-__all__ = ["TuneSettings", "TuneSummary", "artifact_folder"]
+__all__ = ["Hardware", "TuneSettings", "TuneSummary", "artifact_folder"]
 
 
 def artifact_folder(study_name: str, study_id: str | None) -> str:
@@ -23,6 +24,19 @@ def artifact_folder(study_name: str, study_id: str | None) -> str:
     studies had an identifier keeps the folder named after it alone.
     """
     return f"{study_name}-{study_id[:8]}" if study_id else study_name
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this machine trains on, looked up once per tune and read from the settings after."""
+
+    device: str  # "cuda" or "cpu"
+    ranks: int  # the most DDP ranks it offers: its GPUs, or its usable cores
+
+    @classmethod
+    def here(cls) -> Hardware:
+        device, ranks = hardware_world_sizes()
+        return cls(device, ranks)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +66,8 @@ class TuneSettings:
     early_stop_margin: float = STOP_MARGIN
     early_stop_first_epoch: int = FIRST_STOP_EPOCH
     study_id: str | None = None  # the identifier the study was made with (open_study fills it in)
+    # settings_for passes the one it looked up; settings built directly look this machine up when made.
+    hardware: Hardware = field(default_factory=Hardware.here)
 
     @property
     def artifact_dir(self) -> Path:

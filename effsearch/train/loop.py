@@ -15,17 +15,19 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
 from effsearch.compress.prune import PruneReport, prune
+from effsearch.config import TrainConfig
 from effsearch.errors import TrialError
+from effsearch.fingerprint import DataFingerprint
 from effsearch.inputs import call, to_device
-from effsearch.space import TrainConfig
+from effsearch.outputs import Picked, pick, picked
+from effsearch.samples import loader as batches_of
+from effsearch.train.curve import Curve, Window
 from effsearch.train.levers import Mixed, Teacher
 from effsearch.train.schedules import build_scheduler
 from effsearch.train.stopping import StopRule
-from effsearch.train.validation import torch_metric, validation_part
-from effsearch.fingerprint import DataFingerprint
 from effsearch.userfile import UserFile, default_loss, default_metric
 
 __all__ = ["RunSpec", "RankResult", "train_rank", "per_rank_batch", "first_batch"]
@@ -92,7 +94,7 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
 
 def first_batch(dataset: Any, n: int) -> Any:
     """The inputs of the dataset's first n samples, as one batch (a tensor, tuple or dict: inputs.py)."""
-    return next(iter(DataLoader(dataset, batch_size=min(n, len(dataset)))))[0]
+    return next(iter(batches_of(dataset, batch_size=min(n, len(dataset)))))[0]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,11 +104,12 @@ class _Rank:
     cfg: TrainConfig
     train_set: Any
     loss_fn: Any
+    output: Any  # register(output=...): the field of the forward's result the loss reads (outputs.py)
     rank: int
     world_size: int
     device: torch.device
     mixed: Mixed
-    curve: _Curve
+    curve: Curve
     teacher: Teacher | None = None
 
 
@@ -118,7 +121,7 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
     cfg, device, world_size = ctx.cfg, ctx.device, ctx.world_size
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = DistributedSampler(ctx.train_set, num_replicas=world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
-    loader = DataLoader(ctx.train_set, batch_size=per_rank_batch(cfg.batch_size, world_size), sampler=sampler, **cfg.loader.kwargs())
+    loader = batches_of(ctx.train_set, batch_size=per_rank_batch(cfg.batch_size, world_size), sampler=sampler, **cfg.loader.kwargs())
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(ddp.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True)
     else:
@@ -137,7 +140,7 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
                 x, y = to_device(x, device, non_blocking=True), y.to(device, non_blocking=True)
                 opt.zero_grad(set_to_none=True)
                 with mixed.autocast():
-                    out = call(ddp, x)
+                    out = pick(call(ddp, x), ctx.output)
                     loss = ctx.loss_fn(out, y)
                 if teacher is not None:
                     loss = teacher.loss(loss, out, x, y, mixed)
@@ -160,111 +163,6 @@ def _train_phase(model: torch.nn.Module, *, epochs: int, first_epoch: int, ctx: 
         if ctx.curve.after_epoch(first_epoch + epoch + 1, metric, may_stop=may_stop):
             break
     return steps, last
-
-
-class _Window:
-    """The window train_s and energy_j cover: an epoch's training steps and its validation, entered per epoch.
-
-    Every rank enters and leaves it together (a barrier at each end), so a machine-wide meter read by
-    rank 0 alone spans every rank's steps and nothing after them; GPU work is synchronised at both ends.
-    """
-
-    def __init__(self, meter: Any, *, world_size: int, device: torch.device) -> None:
-        self._meter = meter
-        self._world_size = world_size
-        self._device = device
-        self._t0 = 0.0
-        self.seconds = 0.0
-        self.joules: float | None = None
-
-    def _line_up(self) -> None:
-        if self._device.type == "cuda":
-            torch.cuda.synchronize()
-        if self._world_size > 1:
-            dist.barrier(device_ids=[self._device.index] if self._device.type == "cuda" else None)
-
-    def __enter__(self) -> _Window:
-        self._line_up()
-        if self._meter is not None:
-            self._meter.start()
-        # Between two barriers (on every rank, meter or not): after every rank is ready, before any rank
-        # steps, since rank 0 alone may read the machine's meter and the others would not wait for it.
-        self._line_up()
-        self._t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: object) -> None:
-        if exc_type is not None:
-            return  # the run fails; what the window read no longer matters
-        self._line_up()
-        self.seconds += time.perf_counter() - self._t0
-        if self._meter is not None:
-            self.joules = (self.joules or 0.0) + float(self._meter.stop())
-
-
-# How long the other ranks wait for rank 0's validation: as long as it takes. Not a collective, whose
-# timeout (the process group's) stays on the training steps so that a dead rank is still caught; a rank
-# that dies while rank 0 validates, or a run past its timeout, is caught by the driver (train/pool.py),
-# which replaces every rank of the run.
-_VALIDATION_WAIT = timedelta(days=7)
-
-
-class _Curve:
-    """Each epoch's point: rank 0 validates inside the epoch's window; after it, the rule decides.
-
-    One all-reduce carries every rank's joules so far and rank 0's metrics, so every rank applies the same
-    rule to the same figures and all stop together. Where a rule may stop the run, rank 0 also validates
-    the model before the phase's first epoch: the rule takes the run's own gain over each epoch.
-    """
-
-    def __init__(self, *, val_set: Any, metric: Any, rule: StopRule | None, window: _Window, rank: int, world_size: int,
-                 device: torch.device, store: dist.Store) -> None:
-        self._data = validation_part(val_set) if rank == 0 else None
-        self._metric = metric
-        self._rule = rule
-        self.window = window
-        self._rank = rank
-        self._world_size = world_size
-        self._device = device
-        self._store = store
-        self._previous = math.nan  # the metric one epoch before (rank 0's; 0 on the others until reduced)
-        self.points: list[dict[str, Any]] = []
-        self.stopped: str | None = None
-
-    def _validate(self, model: torch.nn.Module, key: str) -> float:
-        """The metric on rank 0 (0 on the others, which wait for it however long it takes)."""
-        if self._rank == 0:
-            metric = torch_metric(model, self._data, self._metric, self._device)
-            if self._world_size > 1:
-                self._store.set(f"effsearch-validated/{key}", "1")
-            return metric
-        self._store.wait([f"effsearch-validated/{key}"], _VALIDATION_WAIT)
-        return 0.0
-
-    def before(self, model: torch.nn.Module, epoch: int) -> None:
-        """Validate the model about to train epoch `epoch` + 1, where the rule may stop the run after it."""
-        if self._rule is not None and self._rule.first_epoch <= epoch + 1 < self._rule.epochs:
-            # A validation's loader draws from the random state: fork it, so a run trains alike with a rule or without.
-            with torch.random.fork_rng(devices=[]):
-                self._previous = self._validate(model, f"before-{epoch + 1}")
-
-    def validate(self, model: torch.nn.Module, epoch: int) -> float:
-        """The metric after `epoch` (from 1)."""
-        return self._validate(model, str(epoch))
-
-    def after_epoch(self, epoch: int, metric: float, *, may_stop: bool) -> bool:
-        """Take the point of `epoch` (from 1), once its window closed; True when the run stops here."""
-        joules = self.window.joules
-        previous = self._previous if self._rank == 0 else 0.0
-        figures = torch.tensor([joules or 0.0, metric, float(joules is not None), previous], dtype=torch.float64, device=self._device)
-        if self._world_size > 1:
-            dist.all_reduce(figures)
-        metric, energy, previous = float(figures[1]), (float(figures[0]) if float(figures[2]) > 0 else None), float(figures[3])
-        self.points.append({"epoch": epoch, "metric": metric, "energy_j": energy, "train_s": self.window.seconds})
-        self._previous = metric
-        if may_stop and self._rule is not None:
-            self.stopped = self._rule.check(epoch, metric, energy, previous=previous)
-        return self.stopped is not None
 
 
 def _epochs_around_pruning(cfg: TrainConfig) -> tuple[int, int]:
@@ -319,17 +217,18 @@ def train_rank(
         world_size=world_size,
         timeout=timedelta(seconds=spec.collective_timeout_s),
     )
-    window = _Window(meter, world_size=world_size, device=device)
-    curve = _Curve(val_set=val_set, metric=reg.metric or default_metric, rule=spec.stop, window=window, rank=rank,
-                   world_size=world_size, device=device, store=store)
+    window = Window(meter, world_size=world_size, device=device)
+    curve = Curve(val_set=val_set, metric=reg.metric or default_metric, rule=spec.stop, window=window, rank=rank,
+                   world_size=world_size, device=device, store=store, output=reg.output)
     try:
         t0 = time.perf_counter()
         setup_s = t0 - t_setup
         model = reg.model()
-        # The teacher: the model as given, before any pruning or training here.
-        teacher = Teacher.of(model, cfg.distill, cfg.distill_temperature, device) if cfg.distill > 0 else None
-        ctx = _Rank(cfg=cfg, train_set=train_set, loss_fn=reg.loss or default_loss, rank=rank, world_size=world_size,
-                    device=device, mixed=mixed, curve=curve, teacher=teacher)
+        # The teacher: the model as given, before any pruning or training here, answering with the one tensor
+        # the loss reads (outputs.pick) where its forward returns a ModelOutput, dict or tuple.
+        teacher = Teacher.of(Picked(model, reg.output), cfg.distill, cfg.distill_temperature, device) if cfg.distill > 0 else None
+        ctx = _Rank(cfg=cfg, train_set=train_set, loss_fn=reg.loss or default_loss, output=reg.output, rank=rank,
+                    world_size=world_size, device=device, mixed=mixed, curve=curve, teacher=teacher)
         example = first_batch(train_set, 2)
         dense, after = _epochs_around_pruning(cfg)
         steps = 0
@@ -354,5 +253,6 @@ def train_rank(
     )
     if rank != 0 or spec.finish is None or curve.stopped:
         return result
-    artifact = spec.finish(model.cpu().eval(), val_set, Path(spec.artifact_dir))
+    # Picked where register(output=...) names a field, so that the export reads it too.
+    artifact = spec.finish(picked(model.cpu().eval(), reg.output), val_set, Path(spec.artifact_dir))
     return dataclasses.replace(result, artifact=artifact)

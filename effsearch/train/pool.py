@@ -8,6 +8,7 @@ import multiprocessing as mp
 from multiprocessing import util as mp_util
 import os
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import torch.distributed as dist
 
 from effsearch.errors import TrialError, UserFileError
+from effsearch.userfile import UserFile
 from effsearch.train.loop import RankResult, RunSpec
 from effsearch.fingerprint import DataFingerprint, check_same_data
 
@@ -47,6 +49,16 @@ def hardware_world_sizes() -> tuple[str, int]:
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         return "cuda", torch.cuda.device_count()
     return "cpu", available_cores()
+
+
+def _preload_file(pickled: bytes | None) -> str | None:
+    """A registration's bytes in a file the fork server preloads (preload.py), or None for a user file."""
+    if pickled is None:
+        return None
+    fd, name = tempfile.mkstemp(prefix="effsearch-registration-", suffix=".pkl")
+    with os.fdopen(fd, "wb") as f:
+        f.write(pickled)
+    return name
 
 
 def _kill_at_exit(workers: dict[int, Any]) -> None:
@@ -92,10 +104,17 @@ def _without_main() -> Iterator[None]:
 
 
 class WorkerPool:
-    """Rank processes for one user file. A worker that dies or whose run fails is replaced, never reused."""
+    """Rank processes for one user file. A worker that dies or whose run fails is replaced, never reused.
 
-    def __init__(self, user_file: Path, collective_timeout_s: float = 60.0, start_timeout_s: float = 300.0) -> None:
-        self._user_file = str(user_file)
+    user_file: the file's path, or a UserFile; one registered from Python reaches the ranks as its pickled bytes.
+    """
+
+    def __init__(self, user_file: Path | UserFile, collective_timeout_s: float = 60.0, start_timeout_s: float = 300.0) -> None:
+        pickled = user_file.pickled if isinstance(user_file, UserFile) else None
+        self._path = user_file.path if isinstance(user_file, UserFile) else Path(user_file)
+        # What a rank loads: the file's path, or the registration's bytes (sent with the process's arguments).
+        self._user_file: str | bytes = pickled if pickled is not None else str(self._path)
+        self._preload_file = _preload_file(pickled)
         self._timeout = collective_timeout_s
         self._start_timeout = start_timeout_s
         # Idle OpenMP threads that spin steal the cores other ranks (or other jobs) need: on a busy
@@ -103,10 +122,11 @@ class WorkerPool:
         # The fork server reads this once, when it starts and imports torch.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         # The server also loads the user file and its data once, so a rank starts in a fraction of a second.
-        os.environ["EFFSEARCH_PRELOAD_USER_FILE"] = str(user_file)
+        os.environ["EFFSEARCH_PRELOAD_USER_FILE"] = "" if pickled is not None else str(self._path)
+        os.environ["EFFSEARCH_PRELOAD_REGISTRATION"] = self._preload_file or ""
         self._ctx = mp.get_context("forkserver")
-        # effsearch.pipeline holds the rank-0 stage a RunSpec names (RunSpec.finish), unpickled in every rank.
-        self._ctx.set_forkserver_preload(["effsearch.train.worker", "effsearch.pipeline", "effsearch.train.preload"])
+        # effsearch.run.pipeline holds the rank-0 stage a RunSpec names (RunSpec.finish), unpickled in every rank.
+        self._ctx.set_forkserver_preload(["effsearch.train.worker", "effsearch.run.pipeline", "effsearch.train.preload"])
         self._store = dist.TCPStore(
             "127.0.0.1", 0, None, True, timeout=timedelta(seconds=collective_timeout_s), wait_for_workers=False
         )
@@ -193,7 +213,7 @@ class WorkerPool:
         if spec.data is not None:
             for rank, w in workers.items():
                 if w.data is not None:
-                    check_same_data(Path(self._user_file), spec.data, w.data, where=f"the driver and rank process {rank}")
+                    check_same_data(self._path, spec.data, w.data, where=f"the driver and rank process {rank}")
         self._busy = set(workers)
         for rank, w in workers.items():
             w.conn.send((spec, rank, world_size, prefix))
@@ -248,6 +268,8 @@ class WorkerPool:
             w = self._workers[slot]
             w.process.join(timeout=3)
             self._discard(slot)
+        if self._preload_file:
+            Path(self._preload_file).unlink(missing_ok=True)
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -1,6 +1,6 @@
 """Multi-objective early stopping: a run stops once none of its points can still reach the front.
 
-A configuration's latency, size and FLOPs are fixed by its pruned graph before it trains (pretrain.py),
+A configuration's latency, size and FLOPs are fixed by its pruned graph before it trains (run/untrained.py),
 so at the end of each epoch only the metric and the energy spent so far are open. A run is stopped at
 epoch k when every one of its precision points (metric at k, that precision's pre-training figures,
 energy spent up to k) is dominated, by a margin on the metric, by a point of a run that completed: that
@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
+from effsearch.figures import ENERGY, FIGURES, LATENCY, LATENCY_P90
+
 __all__ = ["CATCH_UP", "FIRST_STOP_EPOCH", "PRE_TRAINING", "STOP_MARGIN", "Point", "StopRule", "pre_training_value", "unstoppable"]
 
 # A reference point dominates on the metric only when it is better by more than the largest of:
@@ -39,25 +41,25 @@ CATCH_UP = 0.25
 # The first epoch after which a run may be stopped. The margin, not a grace period, guards against an
 # early lead that does not last; the first epoch's own gain counts from the model the run started
 # training (validated before its first epoch, loop.py), so a run that does not learn at all is still
-# stopped after one epoch (README, "Stopping a run early").
+# stopped after one epoch (docs/measurement.md, "Stopping a run early").
 FIRST_STOP_EPOCH = 1
 # The objectives fixed before training, with the untrained figure each is compared on (all minimised).
-PRE_TRAINING = ("latency_ms", "latency_p90_ms", "size_bytes", "flops", "param_count")
+PRE_TRAINING = tuple(k for k, f in FIGURES.items() if f.untrained)
 
 
 def pre_training_value(key: str, untrained: Mapping[str, Any]) -> float:
     """The untrained figure an objective is compared on: latency as its ratio to the untrained dense model."""
-    if key == "latency_ms":
+    if key == LATENCY.key:
         return float(untrained["latency_ratio"])
-    if key == "latency_p90_ms":
+    if key == LATENCY_P90.key:
         # The p90 over the dense model's p50, from the same window as the ratio of the p50s.
-        return float(untrained["latency_p90_ms"]) / float(untrained["latency_ms"]) * float(untrained["latency_ratio"])
+        return float(untrained[LATENCY_P90.key]) / float(untrained[LATENCY.key]) * float(untrained["latency_ratio"])
     return float(untrained[key])
 
 
 def unstoppable(objectives: tuple[str, ...], metric_key: str) -> str | None:
     """Why no run of a study with these objectives can be stopped early, or None when one can."""
-    other = [k for k in objectives if k != metric_key and k != "energy_j" and k not in PRE_TRAINING]
+    other = [k for k in objectives if k != metric_key and k != ENERGY.key and k not in PRE_TRAINING]
     if metric_key not in objectives:
         return f"early stopping is off: the metric {metric_key!r} is not an objective"
     if other:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import torch.distributed as dist
 from effsearch.errors import EffsearchError
 from effsearch.plugins import get_plugin
 from effsearch.train.loop import train_rank
-from effsearch.userfile import fingerprint_of, load_user_file, user_line
+from effsearch.userfile import PYTHON, UserFile, fingerprint_of, load_user_file, user_line
 
 __all__ = ["worker_main"]
 
@@ -49,9 +50,10 @@ def _describe(exc: BaseException, rank: int, path: Path) -> str:
     return f"rank {rank}{user_line(path, exc)}: {type(exc).__name__}: {text}"
 
 
-def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: int, timeout_s: float) -> None:
+def worker_main(slot: int, conn, user_file: str | bytes, driver_pid: int, store_port: int, timeout_s: float) -> None:
     """Serve RunSpecs from `conn` until it closes; answer ("ok", RankResult) or ("error", (line, traceback)).
 
+    user_file: the file's path, or the pickled bytes of a registration made from Python (UserFile.pickled).
     Its first message is ("ready", timings and the fingerprint of its datasets), or ("error", ...) when the
     file or its data cannot be loaded.
     """
@@ -59,15 +61,16 @@ def worker_main(slot: int, conn, user_file: str, driver_pid: int, store_port: in
     _die_with_parent(driver_pid)
     # Ctrl-C reaches the whole process group: the driver handles it and stops the ranks itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    path = Path(user_file)
+    pickled = user_file if isinstance(user_file, bytes) else None
+    path = PYTHON if pickled is not None else Path(user_file)
     t0 = time.perf_counter()
     try:
         # Not at the top: imported in the driver (which starts the ranks), preload would load the file there.
         from effsearch.train.preload import cached
 
         # Forked from a server that already loaded the file and its data: reuse them (copy-on-write).
-        loaded = cached(str(path))
-        uf = loaded[0] if loaded else load_user_file(path)
+        loaded = cached(f"sha256:{hashlib.sha256(pickled).hexdigest()}" if pickled is not None else str(path))
+        uf = loaded[0] if loaded else UserFile.from_pickled(pickled) if pickled is not None else load_user_file(path)
         t1 = time.perf_counter()
         if loaded:
             datasets, data = loaded[1], loaded[2]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from effsearch.errors import PluginError
 from effsearch.host import cpu_model
-from effsearch.measure.energy import EnergyMeter
+from effsearch.plugins import EnergyMeter
 
 __all__ = ["EstimateMeter", "power_figure", "threads_per_core", "watts_per_core"]
 

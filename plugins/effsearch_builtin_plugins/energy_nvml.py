@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from effsearch.measure.energy import EnergyMeter
+from effsearch.plugins import EnergyMeter
 
 __all__ = ["NvmlMeter", "visible_devices"]
 

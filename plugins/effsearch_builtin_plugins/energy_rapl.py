@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from effsearch.measure.energy import EnergyMeter
+from effsearch.plugins import EnergyMeter
 
 __all__ = ["RaplMeter", "Zone", "rapl_zones"]
 

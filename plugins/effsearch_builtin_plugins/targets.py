@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from effsearch.measure.targets import LatencyTarget
+from effsearch.plugins import LatencyTarget
 
 __all__ = ["CpuTarget", "CudaTarget"]
 

@@ -135,7 +135,7 @@ def test_front_onnx_files_are_absolute_in_the_trial_folder_and_run(digits, run_c
         assert path.is_absolute()
         # One folder per run, named after its lead trial; one file per precision in it.
         lead = _load(cwd).trials[row["trial"]].user_attrs["run_trial"]
-        folder = Path(read_meta(_load(cwd))["artifacts"])  # studies/<study>-<a short form of its identifier>
+        folder = Path(read_meta(_load(cwd)).artifacts)  # studies/<study>-<a short form of its identifier>
         assert folder.parent == (cwd / "studies").resolve() and folder.name.startswith(f"{STUDY}-")
         assert path.parent == folder / f"run-{lead}"
         precision = row["params"]["precision"]
@@ -265,7 +265,7 @@ def test_latency_at_a_batch_gives_throughput_and_the_study_keeps_its_batch(run_c
     assert proc.returncode == 0, proc.stderr
     study = _load(tmp_path, "batched")
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MAXIMIZE"], "throughput is maximized"
-    assert read_meta(study)["latency"]["batch"] == 16
+    assert read_meta(study).latency.batch == 16
     rows = json.loads(run_cli("pareto", "--json").stdout)
     for row in rows:
         m = row["metrics"]

@@ -197,7 +197,7 @@ def test_the_remeasurement_reads_a_measuring_meter_in_repeated_windows(tmp_path:
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "infer_energy_mj"])
-    record.write_meta(study, {"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "onewatt"})
+    record.write_meta(study, record.StudyMeta.from_dict({"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "onewatt"}))
     dist = {"precision": CategoricalDistribution(["fp32"])}
     for n, (path, acc) in enumerate(((big, 0.95), (small, 0.9))):
         metrics = {"accuracy": acc, "infer_energy_mj": 1.0, "latency_ms": 1.0, "size_bytes": path.stat().st_size}

@@ -20,7 +20,7 @@ DIST = {"precision": CategoricalDistribution(["fp32", "int8_static"])}
 def _study(latencies: dict[int, float], accuracy: dict[int, float], sizes: dict[int, int] | None = None) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "latency_ms"])
-    record.write_meta(study, {"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "estimate"})
+    record.write_meta(study, record.StudyMeta.from_dict({"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "estimate"}))
     for n, lat in latencies.items():
         metrics = {"accuracy": accuracy[n], "latency_ms": lat, "size_bytes": (sizes or {}).get(n, 1000 + n)}
         study.add_trial(create_trial(

@@ -39,10 +39,10 @@ def _study() -> optuna.Study:
     """Run 1: the dense baseline (trial 0). Run 2: trial 1 asked for 0.5 pruning and built 0.47; trial 2 is its int8."""
     study = optuna.create_study(study_name="shown", directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "latency_ms"])
-    record.write_meta(study, {
-        "metric_key": "accuracy", "metric_direction": "maximize", "objectives": ["accuracy", "latency_ms"],
-        "energy_source": "estimate", "latency": {"threads": 1, "batch": BATCH}, "latency_target": "cpu",
-    })
+    record.write_meta(study, record.StudyMeta(
+        metric=record.Metric(key="accuracy", direction="maximize"), objectives=("accuracy", "latency_ms"),
+        energy=record.Energy(source="estimate"), latency=record.Latency(target="cpu", threads=1, batch=BATCH),
+    ))
     untrained = {"latency_ms": 0.05, "latency_ratio": 0.6, "protocol": {"batch": 1, "reference": "untrained dense fp32"}}
     runs = {0: (0.0, "fp32", 0, 1), 1: (0.5, "fp32", 1, 2), 2: (0.5, "int8_static", 1, 2)}
     for n, (asked, precision, run_trial, run) in runs.items():

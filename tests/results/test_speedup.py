@@ -32,7 +32,7 @@ def _add(study: optuna.Study, n: int, *, run: int, lead: int, precision: str, pr
 def _study(onnx_dir: Path = Path("/x")) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "latency_ms"])
-    record.write_meta(study, {"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "estimate"})
+    record.write_meta(study, record.StudyMeta.from_dict({"metric_key": "accuracy", "metric_direction": "maximize", "energy_source": "estimate"}))
     # Run 1, the dense baseline: fp32 1.0 ms, int8 1.5 ms (int8 slower than fp32 here).
     _add(study, 0, run=1, lead=0, precision="fp32", prune=0.0, acc=0.95, lat=1.0, flops=100.0, onnx_dir=onnx_dir)
     _add(study, 1, run=1, lead=0, precision="int8_static", prune=0.0, acc=0.949, lat=1.5, flops=100.0, onnx_dir=onnx_dir)

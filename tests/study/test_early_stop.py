@@ -56,8 +56,12 @@ def test_runs_whose_loss_plateaus_are_stopped_in_their_first_epochs_and_good_one
         assert len(t.curve) == FIRST_STOP_EPOCH and t.curve[-1]["metric"] < 0.3
         # What it spent is kept, not extrapolated; it exported nothing.
         assert t.metrics["train_s"] == t.record.timing["train_s"] > 0
-        assert not list((Path(record.read_meta(study)["artifacts"]) / f"run-{t.number}").glob("*.onnx"))
+        assert not list((Path(record.read_meta(study).artifacts) / f"run-{t.number}").glob("*.onnx"))
     assert "run(s) stopped early" in proc.stderr
+    # Each stopped run is one short line above the progress view; its whole reason is in its record.
+    said = [line for line in proc.stderr.splitlines() if "stopped after epoch" in line]
+    assert len(said) == len(bad) and all(len(line) <= 100 for line in said), proc.stderr
+    assert "every precision point is dominated" not in " ".join(proc.stderr.split()), proc.stderr
 
     # A stopped run frees its ranks at once: the next trial is asked within a second.
     frozen = {t.number: t for t in study.get_trials(deepcopy=False)}

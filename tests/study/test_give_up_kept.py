@@ -134,7 +134,7 @@ def test_a_full_disk_or_a_metric_that_raises_is_transient_and_a_refused_graph_st
 def test_a_precision_failing_twice_on_a_full_disk_is_kept_and_twice_refused_is_given_up(tmp_path: Path, monkeypatch) -> None:
     import onnx
 
-    from effsearch.pipeline import measure_precision
+    from effsearch.run.pipeline import measure_precision
 
     fp32 = _fp32_file(tmp_path)
     measurer = SimpleNamespace(calibration=[], measure=lambda path, flops: {"accuracy": 1.0})

@@ -22,6 +22,7 @@ from effsearch.study.give_up import GiveUp
 
 USERFILES = Path(__file__).resolve().parents[1] / "userfiles"
 FAULTY = USERFILES / "faulty_mlp.py"
+HELD = USERFILES / "held_mlp.py"
 STUDY = "faulty-mlp"
 SPACE = 'world_size = 1\nbatch_size = 128\n\n[precision]\nchoices = ["fp32"]\n'
 
@@ -65,23 +66,36 @@ def _tune(folder: Path, trials: int, *extra: str) -> tuple[str, ...]:
 
 
 def test_a_drop_limit_waits_for_a_baseline_that_another_worker_is_still_training(folder: Path) -> None:
-    env = {"EFFSEARCH_FAULT": "slow_first", "EFFSEARCH_FAULT_DIR": str(folder / "marks"), "EFFSEARCH_FAULT_SLEEP": "25"}
-    args = _tune(folder, 3, "--max-metric-drop", "1.0")  # accuracy never drops by 1.0: every trial meets it
+    marks = folder / "marks"
+    (marks / "HOLD").touch()  # the baseline's first training step waits until the file is gone
+    env = {"EFFSEARCH_FAULT_DIR": str(marks)}
+    args = ("tune", str(HELD), "--trials", "3", "--epochs", "1", "--space", str(folder / "space.toml"),
+            "--max-metric-drop", "1.0")  # accuracy never drops by 1.0: every trial meets it
     first = _start(folder, *args, env=env, tag="first")
+    second = None
     try:
-        _wait_for((folder / "marks" / "slow").exists, 120, "baseline inside training")
-        second = _run(folder, *args, env=env)
-        assert second.returncode == 0, second.stderr
+        _wait_for((marks / "held").exists, 120, "baseline inside training")
+        second = _start(folder, *args, env=env, tag="second")
+        # The second worker trains a run of its own, then waits to judge it: the baseline is held meanwhile.
+        _wait_for(lambda: "waiting for the baseline run to finish" in (folder / "second.err").read_text(), 120,
+                  "second worker waiting for the baseline")
+        assert second.poll() is None and first.poll() is None
+        (marks / "HOLD").unlink()
+        assert second.wait(timeout=240) == 0, (folder / "second.err").read_text()
         assert first.wait(timeout=240) == 0, (folder / "first.err").read_text()
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-    trials = record.read_all(_study(folder), states=(TrialState.COMPLETE,))
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    study = optuna.load_study(study_name="held-mlp", storage=f"sqlite:///{folder / 'studies' / 'effsearch.db'}")
+    trials = record.read_all(study, states=(TrialState.COMPLETE,))
     baseline = next(t for t in trials if t.baseline)
     others = [t for t in trials if not t.baseline]
     assert others, "the second worker ran trials of its own while the baseline trained"
     infeasible = [(t.number, t.constraints) for t in trials if t.infeasible]
     assert infeasible == [], f"trials judged before the baseline's metric was known: {infeasible}"
+    assert baseline.record.worker["pid"] == first.pid
+    assert second.pid in {t.record.worker["pid"] for t in others if t.record.lead}
 
 
 def test_a_killed_driver_is_seen_at_once_by_the_next_tune_and_by_read_only_commands(folder: Path) -> None:

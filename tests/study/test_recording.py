@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from effsearch import record
 from effsearch.constraints import Constraints
-from effsearch.pipeline import PrecisionResult
+from effsearch.run.pipeline import PrecisionResult
 from effsearch.study.recording import Recorder, Shared
 
 DISTS = {"lr": FloatDistribution(1e-4, 1e-1, log=True), "precision": CategoricalDistribution(["fp32", "fp16", "int8_static"])}
@@ -59,7 +59,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from effsearch import record
 from effsearch.constraints import Constraints
-from effsearch.pipeline import PrecisionResult
+from effsearch.run.pipeline import PrecisionResult
 from effsearch.study.recording import Recorder, Shared
 
 url, out = sys.argv[1], Path(sys.argv[2])

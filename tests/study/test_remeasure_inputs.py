@@ -30,13 +30,13 @@ def _study(tmp_path: Path) -> tuple[str, Path]:
     url = f"sqlite:///{tmp_path / 'tiny.db'}"
     study = optuna.create_study(study_name="tiny", storage=url, directions=["maximize", "minimize"])
     study.set_metric_names([uf.metric_key, "latency_ms"])
-    record.write_meta(study, {
+    record.write_meta(study, record.StudyMeta.from_dict({
         "user_file": str(user_file), "user_file_sha256": uf.sha256, "metric_key": uf.metric_key, "metric_direction": "maximize",
         "objectives": [uf.metric_key, "latency_ms"], "latency_target": "cpu",
         "latency": {"threads": 1, "batch": BATCH, "sequence_length": None},
         # What a study records of its input; a re-measurement that made its own would build it from these.
         "inputs": {"input": {"shape": [30], "dtype": "float32"}}, "input_shape": [30], "input_dtype": "float32",
-    })
+    }))
     torch.manual_seed(0)
     for n, acc in enumerate((0.9, 0.8)):
         path = export_onnx(uf.registration.model().eval(), torch.randn(4, 30), tmp_path / f"{n}.onnx").path

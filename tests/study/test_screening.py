@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,37 +12,15 @@ import pytest
 from optuna.trial import TrialState
 
 from effsearch import record
+from effsearch.config import TrainConfig
 from effsearch.measure.blocks import measure_blocks
-from effsearch.pretrain import _export, measure_untrained
 from effsearch.results.front import front_rows
-from effsearch.space import TrainConfig
+from effsearch.run.untrained import _export, measure_untrained
+from effsearch.study import runs_counted
 from effsearch.userfile import load_user_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples" / "digits_cnn.py"
-
-WIDE_MLP = """
-    import torch
-    from torch import nn
-    from torch.utils.data import TensorDataset
-
-    import effsearch
-
-
-    def load():
-        from sklearn.datasets import load_digits
-
-        d = load_digits()
-        x = torch.tensor(d.data / 16.0, dtype=torch.float32)
-        y = torch.tensor(d.target, dtype=torch.long)
-        return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
-
-
-    effsearch.register(model=lambda: nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)),
-                       data=load, name="wide-mlp", epochs=1)
-"""
-# The training precision changes nothing a limit screens (the graph), so it is fixed with the others.
-SPACE = 'world_size = 1\nbatch_size = 128\nprune_importance = "l2"\nprune_when = "start"\ntrain_precision = "fp32"\n\n[precision]\nchoices = ["fp32", "int8_dynamic"]\n'
 
 
 def _config(ratio: float) -> TrainConfig:
@@ -90,40 +69,26 @@ def test_untrained_figures_of_every_precision_are_measured_as_ratios_to_dense() 
     assert pruned["fp32"].size_bytes < dense["fp32"].size_bytes
 
 
-@pytest.mark.slow
-def test_the_sampler_learns_from_screened_configurations(write_user_file, run_cli, tmp_path) -> None:
-    user = write_user_file(WIDE_MLP, "wide_mlp.py")
-    uf = load_user_file(user)
-    datasets = uf.registration.data()
-    from effsearch.measure.metric import stack_dataset
+def _screening_sampler():
+    spec = importlib.util.spec_from_file_location("bench_screening_sampler", ROOT / "benchmarks" / "screening_sampler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    val = stack_dataset(datasets[1])
-    sizes = {
-        r: measure_untrained(uf, datasets, _config(r), ("int8_dynamic",), calibration=[val.inputs[:64]], sample=val.inputs[:1])["int8_dynamic"].size_bytes
-        for r in (0.45, 0.5)
-    }
-    limit_mb = (sizes[0.45] + sizes[0.5]) / 2 / 1e6  # prune ratios >= 0.5 fit in int8, lower ones fit in nothing
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE)
-    result = run_cli(
-        "tune", str(user), "--trials", "40", "--space", str(space), "--objectives", "accuracy,size_bytes",
-        "--max-size-mb", f"{limit_mb:.6f}", timeout=900,
-    )
+
+@pytest.mark.slow
+def test_screened_configurations_are_recorded_untrained_and_kept_off_the_front(run_cli, tmp_path) -> None:
+    # Whether the sampler learns from them (a share of screened suggestions far below random's over a 40-run
+    # study) is a statistical figure: benchmarks/screening_sampler.py prints it against its goal.
+    bench = _screening_sampler()
+    limit_mb = bench.size_limit_mb()  # prune ratios >= 0.5 fit in int8, lower ones fit in nothing
+    result = run_cli(*bench.tune_args(tmp_path, 6, limit_mb), timeout=600)
     assert result.returncode == 0, result.stderr
     assert "screened out before training" in result.stderr
     study = optuna.load_study(study_name="wide-mlp", storage=f"sqlite:///{tmp_path / 'studies' / 'effsearch.db'}")
-    leads = [t for t in record.read_all(study) if t.lead and not t.baseline][:60]
-    screened = [t.record.screened is not None for t in leads]
-    half = len(leads) // 2
-    first, second = np.mean(screened[:half]), np.mean(screened[half:])
-    print(f"{len(leads)} suggestions: screened share {first:.2f} in the first half, {second:.2f} in the second")
+    screened, _, _ = bench.screened_shares(study)
     assert sum(screened) >= 2, "the limit screened configurations out"
-    # At random 10 of the 16 prune ratios (below 0.5) would be screened out: 62 % of suggestions. Measured
-    # with the default sampler: 43 suggestions, 4 screened (0.10 in the first half, its random startup
-    # among them, 0.09 in the second); before the GP's proposals of a screened graph went to TPE, 52
-    # suggestions, 0.08 and 0.42.
-    random_share = 10 / 16
-    assert np.mean(screened) <= random_share / 3 and second <= random_share / 4, (first, second)
+    assert runs_counted(study) == 6, "screened suggestions are no runs: the study trained its six"
     for t in record.read_all(study, states=(TrialState.PRUNED,)):
         assert t.record.screened.startswith("screened: size ≥ ") and t.infeasible and t.run == 0
     for t in record.read_all(study):
@@ -131,7 +96,7 @@ def test_the_sampler_learns_from_screened_configurations(write_user_file, run_cl
             assert not t.is_training_run
     # The front a user is shown (and exports from) holds only configurations that meet the limit.
     front = front_rows(study)
-    limit_bytes = float(f"{limit_mb:.6f}") * 1e6
+    limit_bytes = limit_mb * 1e6
     assert front and all(r.metrics["size_bytes"] <= limit_bytes for r in front), [(r.trial, r.metrics["size_bytes"]) for r in front]
 
 

@@ -13,8 +13,8 @@ from optuna.trial import TrialState, create_trial
 
 import effsearch.study.screening as screening
 from effsearch import record
+from effsearch.config import TrainConfig
 from effsearch.constraints import Constraints
-from effsearch.space import TrainConfig
 from effsearch.study.screening import Screen
 from effsearch.userfile import load_user_file
 
@@ -65,7 +65,7 @@ def test_the_studys_recorded_multiple_overrides_this_hosts(measured, monkeypatch
     monkeypatch.setenv("EFFSEARCH_CHANNEL_MULTIPLE", "8")  # this host: 0.3 keeps 24 of 32 channels, 0.5 keeps 16
     uf = load_user_file(CNN_1D)
     study = optuna.create_study()
-    record.write_meta(study, {"channel_multiple": 16})  # the host that created the study: both keep 16
+    record.write_meta(study, record.StudyMeta(channel_multiple=16))  # the host that created the study: both keep 16
     screen = _screen(study, Constraints(), uf)
     screen.figures(_config(0.3), ("fp32",))
     screen.figures(_config(0.5), ("fp32",))
@@ -73,7 +73,7 @@ def test_the_studys_recorded_multiple_overrides_this_hosts(measured, monkeypatch
 
 
 def test_the_ranks_prune_with_the_multiple_the_run_carries(monkeypatch, tmp_path) -> None:
-    from effsearch.pretrain import build_pruned
+    from effsearch.run.untrained import build_pruned
     from effsearch.train.loop import RunSpec
     from effsearch.train.pool import WorkerPool
 

@@ -23,7 +23,7 @@ from effsearch.constraints import Constraints
 from effsearch.errors import StudyError
 from effsearch.objectives import parse_objectives
 from effsearch.space import load_space
-from effsearch.study import Instruments, TuneSettings, open_study
+from effsearch.study import Hardware, Instruments, TuneSettings, open_study
 from effsearch.userfile import load_user_file, probe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_a_second_worker_draws_and_trains_with_a_seed_of_its_own(tuned) -> None:
 
 def test_a_resume_keeps_the_study_s_own_artifact_folder(tuned) -> None:
     study = load(tuned)
-    folder = Path(record.read_meta(study)["artifacts"])
+    folder = Path(record.read_meta(study).artifacts)
     assert folder.parent == tuned / "studies" and folder.name.startswith(f"{STUDY}-")
     onnx = [Path(t.user_attrs["onnx"]) for t in study.get_trials() if t.user_attrs.get("onnx")]
     assert len(onnx) >= 3 and all(p.is_relative_to(folder) and p.is_file() for p in onnx), onnx
@@ -153,7 +153,7 @@ def test_the_study_s_own_set_up_resumes_it_and_it_records_its_channel_multiple(m
     from effsearch.compress.prune.common import channel_multiple
 
     study = opened(made, settings_of(made, plain))
-    assert record.read_meta(study)["channel_multiple"] == channel_multiple()
+    assert record.read_meta(study).channel_multiple == channel_multiple()
 
 
 def test_limits_are_the_study_s_and_the_same_limits_resume_it(made) -> None:
@@ -173,11 +173,10 @@ def test_a_worker_with_another_energy_meter_is_refused(made, plain) -> None:
         opened(made, settings_of(made, plain), other)
 
 
-def test_a_cpu_worker_refuses_to_join_a_study_that_trains_in_fp16(made, monkeypatch) -> None:
+def test_a_cpu_worker_refuses_to_join_a_study_that_trains_in_fp16(made) -> None:
     opened(made, settings_of(made, "gpu-made", space=load_space(None, 1, device="cuda")))
-    monkeypatch.setattr("effsearch.study.create.hardware_world_sizes", lambda: ("cpu", 1), raising=False)
     with pytest.raises(StudyError, match="this CPU host cannot train in fp16"):
-        opened(made, settings_of(made, "gpu-made", space=load_space(None, 1, device="cpu")))
+        opened(made, settings_of(made, "gpu-made", space=load_space(None, 1, device="cpu"), hardware=Hardware("cpu", 1)))
 
 
 # -- artifact folders ---------------------------------------------------------------------------------
@@ -185,7 +184,7 @@ def test_a_cpu_worker_refuses_to_join_a_study_that_trains_in_fp16(made, monkeypa
 
 def test_studies_of_one_name_in_two_storages_keep_apart_and_delete_their_own(made, tmp_path) -> None:
     a, b = (opened(made, settings_of(made, "s", db=tmp_path / db)) for db in ("a.db", "b.db"))
-    folders = [Path(record.read_meta(s)["artifacts"]) for s in (a, b)]
+    folders = [Path(record.read_meta(s).artifacts) for s in (a, b)]
     assert folders[0] != folders[1], "two studies named 's' write to one folder"
     for folder in folders:
         (folder / "run-0").mkdir(parents=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from effsearch.pipeline import export_trained
-from effsearch.space import TrainConfig
+from effsearch.config import TrainConfig
+from effsearch.run.pipeline import export_trained
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool, available_cores
 from effsearch.train.stopping import Point, StopRule

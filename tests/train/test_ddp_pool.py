@@ -14,10 +14,10 @@ from pathlib import Path
 import optuna
 import pytest
 
+from effsearch.config import TrainConfig
 from effsearch.errors import TrialError
 from effsearch.measure.metric import ort_metric, stack_dataset
-from effsearch.pipeline import export_trained
-from effsearch.space import TrainConfig
+from effsearch.run.pipeline import export_trained
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool
 from effsearch.userfile import default_metric, load_user_file
@@ -75,7 +75,7 @@ DRIVER = """\
 import sys
 from pathlib import Path
 
-from effsearch.space import TrainConfig
+from effsearch.config import TrainConfig
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool
 

@@ -19,8 +19,8 @@ import optuna
 import pytest
 
 from effsearch import record
-from effsearch.pipeline import export_trained
-from effsearch.space import TrainConfig
+from effsearch.config import TrainConfig
+from effsearch.run.pipeline import export_trained
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool, available_cores
 

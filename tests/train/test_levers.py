@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from effsearch.config import TrainConfig
 from effsearch.errors import TrialError
-from effsearch.pipeline import export_trained
-from effsearch.space import DISTILL_WEIGHTS, TrainConfig, default_space
+from effsearch.run.pipeline import export_trained
+from effsearch.space import DISTILL_WEIGHTS, default_space
 from effsearch.train.levers import MAX_SKIPPED_FRAC, Mixed, distill_loss
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool

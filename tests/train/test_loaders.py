@@ -7,9 +7,9 @@ import pytest
 
 import effsearch
 from effsearch import record
+from effsearch.config import LoaderOptions, TrainConfig
 from effsearch.errors import UserFileError
-from effsearch.space import TrainConfig
-from effsearch.train.loaders import LoaderOptions, loader_options
+from effsearch.train.loaders import loader_options
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from effsearch.space import TrainConfig
+from effsearch.config import TrainConfig
 from effsearch.train.loop import RunSpec
 from effsearch.train.pool import WorkerPool
 
