@@ -1,4 +1,4 @@
-"""Where studies live: URLs, redaction, Optuna RDB storage, and finding a study by name."""
+"""Where studies live: URLs, redaction, Optuna RDB storage or its gRPC proxy, and finding a study by name."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from effsearch.errors import StudyError
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "display_url", "check_writable", "open_storage", "open_existing", "study_names", "pick_study_name", "artifacts_root"]
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "redact", "display_url", "check_writable", "open_storage", "open_existing", "proxy_address", "proxied_storage", "study_names", "pick_study_name", "artifacts_root"]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +29,12 @@ def resolve_url(url: str | None) -> str:
 
     A plain `postgresql://` URL gets the psycopg 3 driver, and a password's '@' is percent-encoded:
     SQLAlchemy ends the user info at the first '@', and would take the password's tail for the host.
+    A `grpc://host:port` URL (a storage proxy, `effsearch storage-proxy`) is kept as given, checked.
     Nothing is created here.
     """
+    if url and url.startswith("grpc://"):
+        proxy_address(url)
+        return url
     url = _encode_password_at(url or DEFAULT_STORAGE)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///")).resolve()
@@ -167,12 +171,42 @@ class _RDBStorage(optuna.storages.RDBStorage):
             log.warning("missed a heartbeat (%s); retrying at the next one", type(exc).__name__)
 
 
+def proxy_address(url: str) -> tuple[str, int]:
+    """(host, port) of a `grpc://host:port` storage proxy URL; StudyError for one without a port."""
+    m = re.fullmatch(r"grpc://(\[[^\]]+\]|[^:/\[\]]+):(\d+)/?", url)
+    if m is None:
+        raise StudyError(f"storage {url}: a storage proxy is given as grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000")
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+def _open_proxy(url: str, wait_s: float = 20.0) -> optuna.storages.BaseStorage:
+    """A client of the storage proxy at `url`, once it answers (a worker started before it waits up to `wait_s`)."""
+    host, port = proxy_address(url)
+    try:
+        import grpc  # noqa: F401
+    except ImportError as exc:
+        raise StudyError("a grpc:// storage needs grpcio: pip install 'effsearch[grpc]'") from exc
+    proxy = optuna.storages.GrpcStorageProxy(host=host, port=port)
+    try:
+        proxy.wait_server_ready(timeout=wait_s)
+    except ConnectionError as exc:
+        proxy.close()
+        raise StudyError(
+            f"no storage proxy answers at {url} after {wait_s:.0f} s; start one with "
+            f"`effsearch storage-proxy --storage URL --port {port}` on {host}"
+        ) from exc
+    return proxy
+
+
 def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: int | None = 30) -> optuna.storages.BaseStorage:
     """Optuna's RDB storage with heartbeats, so a killed worker's trial does not stay RUNNING.
 
     A trial whose worker stopped beating for `grace_period` seconds is failed by the next worker that
-    starts a trial, and queued again once with the same parameters.
+    starts a trial, and queued again once with the same parameters. A `grpc://` URL opens a client of the
+    storage proxy instead: Optuna's heartbeats do not pass through it, effsearch's lease does (study/lease.py).
     """
+    if url.startswith("grpc://"):
+        return _open_proxy(url)
     if url.startswith("sqlite"):
         # Wait for a lock instead of failing with "database is locked" when two processes write.
         kwargs: dict = {"connect_args": {"timeout": 60}}
@@ -196,6 +230,15 @@ def open_storage(url: str, heartbeat_interval: int | None = 10, grace_period: in
             first = (str(exc).splitlines() or [""])[0]
             raise StudyError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {_scrub(first, url)}") from exc
     raise AssertionError("unreachable")
+
+
+def proxied_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """The storage a storage proxy serves: the RDB storage at `url`, without heartbeats, with Optuna's cache
+    of finished trials (safe: every worker's writes go through this one process or the database)."""
+    url = resolve_url(url)
+    if url.startswith("grpc://"):
+        raise StudyError(f"--storage {url}: a storage proxy serves a database (postgresql://... or sqlite:///...), not another proxy")
+    return optuna.storages.get_storage(open_storage(url, heartbeat_interval=None, grace_period=None))
 
 
 def open_existing(url: str | None) -> tuple[optuna.storages.BaseStorage, str]:

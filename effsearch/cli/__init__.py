@@ -11,7 +11,7 @@ from effsearch.cli.app import app
 from effsearch.errors import EffsearchError
 
 # Each module adds its commands to `app`.
-from effsearch.cli import dashboard, export, plugins, remeasure, report, studies, tune  # noqa: E402,F401
+from effsearch.cli import dashboard, export, plugins, proxy, remeasure, report, studies, tune  # noqa: E402,F401
 
 __all__ = ["app", "main"]
 

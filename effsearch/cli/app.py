@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -70,3 +70,12 @@ def print_failures(study) -> None:
 
 def is_debug() -> bool:
     return _state["debug"]
+
+
+def print_front(result: Any, wide: bool) -> None:  # result: effsearch.api.StudyResult
+    """The study's front table, then its failures."""
+    from effsearch.report.table import front_table
+    from effsearch.results.front import study_info
+
+    out.print(front_table(study_info(result.study), list(result.rows), result.knee["trial"] if result.knee else None, wide=wide))
+    print_failures(result.study)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from effsearch.cli.app import StorageOpt, app, err, is_debug, out, print_failures
+from effsearch.cli.app import StorageOpt, app, err, is_debug, print_front
 from effsearch.cli.report import WideOpt
+
+if TYPE_CHECKING:
+    from effsearch.api import StudyResult
+    from effsearch.study import TuneSettings
 
 DEFAULT_TRIALS = 40
 
@@ -38,9 +42,13 @@ def tune(
     heartbeat_grace: Annotated[int, typer.Option("--heartbeat-grace", min=1, help="Seconds without a heartbeat before a trial's worker counts as lost.")] = 30,
     early_stop: Annotated[bool, typer.Option("--early-stop/--no-early-stop", help="Stop a run once every point it could reach is dominated by a completed run's at the same epoch.")] = True,
     wide: WideOpt = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Start this many workers of the study through --launcher, wait for them and print its front.")] = None,
+    launcher: Annotated[str, typer.Option("--launcher", help="How --workers start: local (processes here), slurm (jobs through submitit) or ray (tasks).")] = "local",
+    launcher_option: Annotated[list[str] | None, typer.Option("--launcher-option", help="KEY=VALUE for the launcher, repeated, e.g. partition=gpu (see the Many machines page).")] = None,
 ) -> None:
     """Run (or resume) a study on FILE and print its Pareto front."""
     from effsearch.api import StageProgress, prepare
+    from effsearch.launch import Preemption
     from effsearch.storage import redact
 
     options = dict(
@@ -52,10 +60,21 @@ def tune(
     )
     job = prepare(file, **options)
     s = job.settings
+    if workers is not None:
+        from effsearch.cli.launch import launch
+
+        launch(job, file, options, workers=workers, launcher=launcher, pairs=launcher_option or [], wide=wide)
+        return
     err.print(f"study [bold]{s.study_name}[/] in {redact(s.storage_url)}: {trials} training runs, objectives {', '.join(s.objectives)}")
-    # Shown on a terminal (or with --debug), silent in a pipe.
-    with StageProgress(trials, console=err, disable=not err.is_terminal and not is_debug()) as progress:
-        result = job.run(on_stage=progress, verbose=is_debug())
+    # Shown on a terminal (or with --debug), silent in a pipe. SIGTERM and SIGUSR2 (a scheduler's notice
+    # before a preemption) stop the run as Ctrl-C does, and queue it again at once.
+    with Preemption() as preempted, StageProgress(trials, console=err, disable=not err.is_terminal and not is_debug()) as progress:
+        try:
+            result = job.run(on_stage=progress, verbose=is_debug())
+        except KeyboardInterrupt:
+            if preempted.signal is not None:
+                _requeue(s)
+            raise
         progress.done(result)
     ran = result.ran
     assert ran is not None  # set by every tune
@@ -69,11 +88,18 @@ def tune(
         raise typer.Exit(1)
 
 
-def print_front(result, wide: bool) -> None:
-    """The study's front table, then its failures."""
-    from effsearch.report.table import front_table
-    from effsearch.results.front import study_info
+def _requeue(s: TuneSettings) -> None:
+    """Queue again the run a scheduler's signal interrupted, so another worker takes it up at once."""
+    import optuna
 
-    out.print(front_table(study_info(result.study), list(result.rows), result.knee["trial"] if result.knee else None, wide=wide))
-    print_failures(result.study)
+    from effsearch.launch import requeue_interrupted
+    from effsearch.storage import open_storage
 
+    try:
+        queued = requeue_interrupted(optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage_url, None, None)))
+    except Exception as exc:  # the lease still finds the run: it is queued again once it runs out
+        err.print(f"could not queue the interrupted run again ({type(exc).__name__}); it does not count, and the study goes on without it",
+                  markup=False, highlight=False)
+        return
+    if queued:
+        err.print(f"interrupted by a signal: run of trial {', '.join(map(str, queued))} queued again", markup=False, highlight=False)

@@ -137,7 +137,7 @@ def _token(pid: int) -> str:
     return uuid.uuid4().hex
 
 
-def _join(storage: optuna.storages.RDBStorage, s: TuneSettings) -> int:
+def _join(storage: optuna.storages.BaseStorage, s: TuneSettings) -> int:
     """This process's rank among the study's workers: 0 for the first, which keeps `s.seed`."""
 
     def entry(rank: int) -> dict[str, Any]:
