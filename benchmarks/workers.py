@@ -1,14 +1,20 @@
-"""Storage load of many workers, without torch: each worker process replays the storage traffic of effsearch's
-runs (ask, the record's writes and lease renewals, the run's three other precisions added whole, tell)
-with a random sampler, on PostgreSQL directly and through the gRPC storage proxy.
+"""Storage load of many workers: each worker process replays the storage traffic of effsearch's runs (ask,
+the record's writes and lease renewals, the run's three other precisions added whole, tell) with a random
+sampler, without torch, on PostgreSQL directly and through the gRPC storage proxy; then real workers
+(`effsearch tune tests/userfiles/tiny_mlp.py --epochs 1`, launched as `tune --workers N` launches them)
+on the same database.
 
 Prints, per storage route and worker count: suggestions per second, wall time for the runs, and the most
-connections the database held (pg_stat_activity). Needs PostgreSQL on 127.0.0.1:5432 (trust auth, as
-.ci/run starts it; a fresh database is made and dropped) or a --storage URL; grpcio for the proxy.
+connections the database held (pg_stat_activity); per real worker count: the launcher (local where the
+workers fit the cores, else ray on a local cluster of one logical CPU per worker), wall time from the
+launch to the last worker's end (their start-up included), runs per minute and connections held. Needs
+PostgreSQL on 127.0.0.1:5432 (trust auth, as .ci/run starts it; a fresh database is made and dropped) or a
+--storage URL; grpcio for the proxy; torch for the real workers, and ray beyond the cores.
 
-    python benchmarks/workers.py                       # 2, 8 and 32 workers, 64 runs, direct and proxy
-    python benchmarks/workers.py --workers 2,8 --runs 16 --json
+    python benchmarks/workers.py                       # 2, 8 and 32 workers, 64 runs, direct and proxy; 2 and 8 real
+    python benchmarks/workers.py --workers 2,8 --runs 16 --real none --json
     python benchmarks/workers.py --storage sqlite:///tmp/w.db --routes direct,proxy
+    python benchmarks/workers.py --workers none --real 2 --real-runs 4
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
 EPOCHS = 3  # curve writes per run, one per epoch
+TINY = Path(__file__).resolve().parents[1] / "tests" / "userfiles" / "tiny_mlp.py"
 RENEWALS = 2  # lease renewals per run (a run of ~3 x the lease interval)
 
 
@@ -43,6 +51,17 @@ class Row:
     wall_s: float
     suggestions_per_s: float
     max_connections: int | None  # None where the storage is not PostgreSQL
+
+
+@dataclass(frozen=True)
+class RealRow:
+    launcher: str  # "local", or "ray" (a local cluster of one logical CPU per worker) beyond the cores
+    workers: int
+    runs: int  # runs the study counts at the end
+    wall_s: float  # from the launch to the last worker's end, the workers' start-up included
+    runs_per_min: float
+    max_connections: int | None  # None where the storage is not PostgreSQL
+    skipped: str | None = None  # why the arm did not run (ray not installed)
 
 
 def _space() -> dict:
@@ -180,6 +199,52 @@ def measure(url: str, db: str | None, route: str, workers: int, runs: int) -> Ro
     return Row(route, workers, runs, len(trials), round(wall, 2), round(suggestions / wall, 1), peak[0] if db else None)
 
 
+def real(url: str, db: str | None, workers: int, runs: int) -> RealRow:
+    """`runs` runs of tiny_mlp.py (one epoch) by `workers` real workers on a fresh study, through the local
+    launcher where they fit this machine's cores, else through Ray (one logical CPU per worker)."""
+    from effsearch.api import prepare
+    from effsearch.launch import StudyWatch, launcher_for, start, wait, worker_argv
+    from effsearch.train.pool import available_cores
+
+    engine = "local" if workers <= available_cores() else "ray"
+    ray = None
+    if engine == "ray":
+        try:
+            import ray
+        except ImportError:
+            return RealRow("ray", workers, 0, 0.0, 0.0, None, skipped="ray is not installed: pip install 'effsearch[ray]'")
+        # More workers than cores: each task asks for one CPU of a cluster that says it has one per worker.
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    name = f"bench-real-{engine}-{workers}-{uuid.uuid4().hex[:6]}"
+    stop, peak = threading.Event(), [0]
+    try:
+        with tempfile.TemporaryDirectory(prefix="effsearch-bench-") as tmp:
+            options = dict(trials=runs, study=name, storage=url, epochs=1, artifacts=Path(tmp) / "studies")
+            job = prepare(TINY, **options)
+            launcher = launcher_for(engine, [f"folder={tmp}/worker-logs"] if engine == "local" else ["cpus_per_worker=1"])
+            share = launcher.share(workers)
+            argv = worker_argv(TINY, options, job.settings, share)
+            sampler = threading.Thread(target=_connections, args=(db, stop, peak), daemon=True)
+            sampler.start()
+            begin = time.perf_counter()
+            started = start(launcher, workers, argv, share, job.settings.storage_url)
+            ended = wait(started, StudyWatch(name, job.settings.storage_url), poll_s=0.2)
+            wall = time.perf_counter() - begin
+            failed = [w for w in started if ended.exit_codes[w.name] != 0]
+            if failed:
+                tails = [f"{w.name}: {w.log.read_text(errors='replace').strip().splitlines()[-1:]}" for w in failed if w.log]
+                raise SystemExit(f"{workers} real workers ({engine}): a worker failed {ended.exit_codes} {tails}")
+    finally:
+        stop.set()
+        if ray is not None:
+            ray.shutdown()
+    return RealRow(engine, workers, ended.runs, round(wall, 2), round(60 * ended.runs / wall, 1), peak[0] if db else None)
+
+
+def _counts(text: str) -> list[int]:
+    return [] if text.strip().lower() == "none" else [int(n) for n in text.split(",")]
+
+
 def _temp_database() -> str:
     import psycopg
 
@@ -199,8 +264,10 @@ def _drop_database(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workers", default="2,8,32", help="worker counts, comma-separated (default 2,8,32)")
-    ap.add_argument("--runs", type=int, default=64, help="runs per measurement (default 64)")
+    ap.add_argument("--workers", default="2,8,32", help="replaying worker counts, comma-separated, or none (default 2,8,32)")
+    ap.add_argument("--runs", type=int, default=64, help="runs per replay measurement (default 64)")
+    ap.add_argument("--real", default="2,8", help="real worker counts on tiny_mlp.py, comma-separated, or none (default 2,8)")
+    ap.add_argument("--real-runs", type=int, help="runs per real measurement (default: 4 per worker)")
     ap.add_argument("--routes", default="direct,proxy", help="direct, proxy or both (default both)")
     ap.add_argument("--storage", help="a database URL (default: a fresh PostgreSQL database on 127.0.0.1:5432, dropped after)")
     ap.add_argument("--json", action="store_true", help="print the rows as one JSON object")
@@ -208,21 +275,33 @@ def main(argv: list[str] | None = None) -> list[Row]:
     made = None if a.storage else _temp_database()
     url = a.storage or f"postgresql://postgres@127.0.0.1:5432/{made}"
     db = made or (url.rsplit("/", 1)[1].split("?")[0] if url.startswith(("postgresql://", "postgres://")) else None)
-    rows = []
+    rows: list[Row] = []
+    reals: list[RealRow] = []
     try:
         for route in a.routes.split(","):
-            for workers in (int(w) for w in a.workers.split(",")):
+            for workers in _counts(a.workers):
                 rows.append(measure(url, db, route, workers, a.runs))
                 if not a.json:
                     r = rows[-1]
                     conns = "-" if r.max_connections is None else str(r.max_connections)
                     print(f"{r.route:6} {r.workers:3d} workers  {r.runs} runs in {r.wall_s:7.2f} s  "
                           f"{r.suggestions_per_s:8.1f} suggestions/s  {conns:>3} connections held", flush=True)
+        for workers in _counts(a.real):
+            reals.append(real(url, db, workers, a.real_runs or 4 * workers))
+            if not a.json:
+                r = reals[-1]
+                if r.skipped:
+                    print(f"real   {r.workers:3d} workers  skipped: {r.skipped}", flush=True)
+                    continue
+                conns = "-" if r.max_connections is None else str(r.max_connections)
+                print(f"real   {r.workers:3d} workers  {r.launcher} launcher  {r.runs} runs in {r.wall_s:7.2f} s  "
+                      f"{r.runs_per_min:8.1f} runs/min  {conns:>3} connections held", flush=True)
     finally:
         if made:
             _drop_database(made)
     if a.json:
-        print(json.dumps({"runs": a.runs, "cpus": os.cpu_count(), "rows": [asdict(r) for r in rows]}, indent=2))
+        print(json.dumps({"runs": a.runs, "cpus": os.cpu_count(), "rows": [asdict(r) for r in rows],
+                          "real": [asdict(r) for r in reals]}, indent=2))
     return rows
 
 

@@ -1,7 +1,11 @@
-"""`--launcher ray`: two workers as tasks of a local Ray cluster the test starts."""
+"""`--launcher ray`: two workers as tasks of a local Ray cluster the tests start (once for the module), and
+one task's worker killed mid-run."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,7 +20,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed: pip install 'effs
 TINY = Path(__file__).resolve().parents[1] / "userfiles" / "tiny_mlp.py"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -42,3 +46,37 @@ def test_two_ray_tasks_finish_one_study(local_ray, tmp_path: Path) -> None:
     assert runs_counted(study) >= 3 and ended.runs == runs_counted(study)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     assert seen == sorted(seen), "the progress only goes up"
+
+
+def test_a_task_whose_worker_is_killed_mid_run_loses_its_run_to_the_lease_and_another_task_finishes_the_study(
+    local_ray, tmp_path: Path, space: Path, sleepy
+) -> None:
+    from effsearch.api import load, prepare
+
+    options = dict(trials=4, storage=f"sqlite:///{tmp_path / 'effsearch.db'}", epochs=1, space=space, early_stop=False,
+                   artifacts=tmp_path / "studies", heartbeat_interval=1, heartbeat_grace=3)
+    job = prepare(sleepy.file, **options)
+    launcher = launcher_for("ray", ["cpus_per_worker=1"])
+    share = launcher.share(2)
+    share = dataclasses.replace(share, env={**share.env, **sleepy.env})  # the tasks' workers sleep in the second run
+    workers = start(launcher, 2, worker_argv(sleepy.file, options, job.settings, share), share, job.settings.storage_url)
+    killed: list[int] = []
+
+    def kill_the_sleeping_worker(runs: int, running: int) -> None:
+        # The task's own process (Ray's) stays: its worker is what a lost node or an OOM kill takes.
+        if not killed and (sleepy.marks / "slow").exists():
+            killed.append(sleepy.worker_of(sleepy.slow_pid()))
+            os.kill(killed[0], signal.SIGKILL)
+
+    ended = wait(workers, StudyWatch(job.settings.study_name, job.settings.storage_url), on_progress=kill_the_sleeping_worker, poll_s=0.2)
+
+    assert killed, "the second run never slept"
+    assert sorted(ended.exit_codes.values()) == [-signal.SIGKILL, 0], ended
+    study = load(job.settings.study_name, job.settings.storage_url).study
+    assert not study.get_trials(states=(TrialState.RUNNING,)), "nothing left RUNNING"
+    assert 4 <= runs_counted(study) <= 5  # the budget met (a second worker may start one more beside a run)
+    lost = [t for t in study.get_trials(states=(TrialState.FAIL,)) if "worker lost" in str(record.read(t).reason)]
+    assert len(lost) == 1, [record.read(t).reason for t in study.get_trials()]
+    again = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost[0].number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == lost[0].params
+    assert record.read(again[0]).record.worker["pid"] != killed[0], "the killed worker is not restarted; another ran it"

@@ -1,8 +1,13 @@
-"""`--launcher slurm`: the batch script submitit would submit, and a launch through submitit's local
-executor (the same code path, without a cluster; it ignores the SLURM parameters)."""
+"""`--launcher slurm`: the batch script submitit would submit, a launch through submitit's local executor
+(the same code path, without a cluster; it ignores the SLURM parameters), and one of its jobs' workers
+killed mid-run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -52,3 +57,31 @@ def test_two_workers_through_submitits_local_executor_finish_the_study(run_cli, 
     assert len(record.read_workers(study)) == 2, "both jobs joined the one study"
     assert runs_counted(study) >= 3
     assert any((tmp_path / "jobs").glob("*_log.err"))
+
+
+def test_a_job_whose_worker_is_killed_mid_run_loses_its_run_to_the_lease_and_another_job_finishes_the_study(
+    tmp_path: Path, space: Path, sleepy, launched: list[subprocess.Popen]
+) -> None:
+    launch = subprocess.Popen(
+        [sys.executable, "-m", "effsearch", "tune", str(sleepy.file), "--trials", "4", "--epochs", "1", "--space", str(space),
+         "--no-early-stop", "--heartbeat-interval", "1", "--heartbeat-grace", "3", "--workers", "2", "--launcher", "slurm",
+         "--launcher-option", "cluster=local", "--launcher-option", f"folder={tmp_path / 'jobs'}"],
+        cwd=tmp_path, env={**os.environ, **sleepy.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    launched.append(launch)
+    # The job's own process (submitit's) stays: its worker is what a lost node or an OOM kill takes.
+    pid = sleepy.worker_of(sleepy.slow_pid(lambda: launch.poll() is None))
+    os.kill(pid, signal.SIGKILL)
+    _, err = launch.communicate(timeout=120)
+
+    assert launch.returncode == 0, err
+    assert "was killed by SIGKILL" in err, err
+    study = optuna.load_study(study_name="sleepy-mlp", storage=f"sqlite:///{tmp_path / 'studies' / 'effsearch.db'}")
+    assert not study.get_trials(states=(TrialState.RUNNING,)), "nothing left RUNNING"
+    assert 4 <= runs_counted(study) <= 5  # the budget met (a second worker may start one more beside a run)
+    lost = [t for t in study.get_trials(states=(TrialState.FAIL,)) if "worker lost" in str(record.read(t).reason)]
+    assert len(lost) == 1, [record.read(t).reason for t in study.get_trials()]
+    again = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost[0].number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == lost[0].params
+    assert record.read(again[0]).record.worker["pid"] != pid, "the killed worker is not restarted; another ran it"
