@@ -99,3 +99,24 @@ def launched() -> Iterator[list[subprocess.Popen]]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+@pytest.fixture
+def replaced():
+    """Check a study whose worker (pid) was killed mid-run: nothing RUNNING, the budget met, its run failed
+    once as "worker lost" and completed again, same params, by another worker."""
+    from optuna.trial import TrialState
+
+    from effsearch import record
+    from effsearch.study import runs_counted
+
+    def check(study, pid: int) -> None:
+        assert not study.get_trials(states=(TrialState.RUNNING,)), "nothing left RUNNING"
+        assert 4 <= runs_counted(study) <= 5  # the budget met (a second worker may start one more beside a run)
+        lost = [t for t in study.get_trials(states=(TrialState.FAIL,)) if "worker lost" in str(record.read(t).reason)]
+        assert len(lost) == 1, [record.read(t).reason for t in study.get_trials()]
+        again = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost[0].number]
+        assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == lost[0].params
+        assert record.read(again[0]).record.worker["pid"] != pid, "the killed worker is not restarted; another ran it"
+
+    return check
