@@ -266,6 +266,6 @@ def test_replay_on_a_tiny_table_runs(tiny_table: Path, one_torch_thread: None) -
 
 def test_the_committed_table_is_a_whole_grid_of_at_least_500_configurations() -> None:
     replay = _load_replay()
-    table = replay.load_table(replay.TABLE)  # refuses a table with a configuration missing a precision
+    table = replay.load_table(replay.BREAST_CANCER)  # refuses a table with a configuration missing a precision
     assert len(table.points) >= 500
     assert all(set(by) == set(PRECISIONS) for by in table.points.values())

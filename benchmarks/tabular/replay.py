@@ -1,6 +1,8 @@
 """Replay samplers on the tabulated benchmark: hypervolume per training run, as effsearch records a study.
 
-The table (make_table.py) holds every configuration of a grid trained once, with its four precisions.
+The table holds every configuration of a grid trained once, with its four precisions: by default the
+MNIST-1D CNN's (make_mnist1d_table.py, 8 epochs, with learning curves; latencies timed together after it
+trained), or with --table breast_cancer_mlp.csv the breast-cancer MLP's (make_table.py, 1 epoch).
 A replayed study searches the grid's values (every dimension categorical over them) with a sampler from
 a factory `seed -> sampler`, and records what effsearch records: the dense baseline first (queued); a
 training run's sampled precision is its lead trial and the other three precisions are added as finished
@@ -13,7 +15,11 @@ each in its "smaller is better" form; the reference point lies 0.05 past the tru
 in each objective, and every figure is a fraction of the true front's hypervolume (in the size-limit arm,
 the front of the configurations that meet the limit; only feasible trials count).
 
-    python benchmarks/tabular/replay.py                       # every candidate, both arms, 10 seeds
+With curves in the table, the stopping rules are replayed too, as whole systems with the budget in
+epochs (stopping.py: effsearch's sampler and rule, the same without stopping, Syne Tune's MOASHA; the
+`bench` extra installs syne-tune).
+
+    python benchmarks/tabular/replay.py                       # every candidate, both arms, the stopping rules
     python benchmarks/tabular/replay.py --candidates default random --seeds 3
     python benchmarks/tabular/replay.py --json                # figures on stderr, one JSON object on stdout
 """
@@ -47,7 +53,8 @@ from effsearch.sampler import STARTUP_RUNS, TPEAfterScreened, TrainingRunStartup
 from effsearch.study.screening import MAX_SCREENED_IN_ROW, SIZE_MARGIN
 
 HERE = Path(__file__).resolve().parent
-TABLE = HERE / "breast_cancer_mlp.csv"
+TABLE = HERE / "mnist1d_cnn.csv"  # make_mnist1d_table.py: the MNIST-1D CNN, with curves
+BREAST_CANCER = HERE / "breast_cancer_mlp.csv"  # make_table.py: the breast-cancer MLP, one epoch
 DIMS = ("batch_size", "lr", "lr_schedule", "clip_norm", "prune_ratio")  # suggested in effsearch's order
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
 BASELINE = {"batch_size": 64, "lr": 3e-3, "lr_schedule": "cosine", "clip_norm": 0.0, "prune_ratio": 0.0, "precision": "fp32"}
@@ -130,8 +137,21 @@ def _value(name: str, text: str) -> Any:
     return float(text)
 
 
+def _latencies(path: Path) -> dict[tuple[str, str], float]:
+    """(graph, precision) -> p50 ms from <table>_latency.csv, timed together once the table was trained."""
+    timed = path.with_name(f"{path.stem}_latency.csv")
+    if not timed.exists():
+        raise SystemExit(f"{path} has no latency_ms column and {timed} is missing: run make_mnist1d_table.py --latency")
+    with open(timed, newline="") as f:
+        return {(r["graph"], r["precision"]): float(r["p50_ms"]) for r in csv.DictReader(f)}
+
+
 def load_table(path: Path) -> Table:
-    rows = list(csv.DictReader(open(path)))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and "latency_ms" not in rows[0]:  # the MNIST-1D table: latencies timed after it trained
+        timed = _latencies(path)
+        rows = [{**r, "latency_ms": timed[(r["graph"], r["precision"])]} for r in rows]
     values = {d: tuple(sorted({_value(d, r[d]) for r in rows}, key=lambda v: (str(type(v)), v))) for d in DIMS}
     objectives = np.array([[float(r["metric"]), float(r["latency_ms"]), float(r["energy_j"])] for r in rows])
     minimised = objectives * np.array([-1.0 if d == "maximize" else 1.0 for d in DIRECTIONS])
@@ -259,6 +279,11 @@ def main() -> None:
     ap.add_argument("--table", type=Path, default=TABLE)
     ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
     ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--gp-seeds", type=int, default=5, help="seeds of the GP-based candidates (the default among them)")
+    ap.add_argument("--stopping", action=argparse.BooleanOptionalAction, default=None,
+                    help="also replay the stopping rules on the curves (default: when the table has curves)")
+    ap.add_argument("--stopping-seeds", type=int, default=None, help="seeds of the stopping arms (default: --seeds; "
+                    "--gp-seeds for the arms searched by the default sampler)")
     ap.add_argument("--arms", nargs="+", default=["open", "size"], choices=["open", "size"])
     ap.add_argument("--jobs", type=int, default=1, help="replays run in parallel")
     ap.add_argument("--results", type=Path, default=None,
@@ -276,7 +301,7 @@ def main() -> None:
             r = json.loads(line)
             if r.get("table") == table_id:
                 done[(r["candidate"], r["arm"], r["seed"])] = r
-    wanted = [(name, arm, seed) for name in args.candidates for arm in args.arms for seed in range(args.seeds)]
+    wanted = [(name, arm, seed) for name in args.candidates for arm in args.arms for seed in range(_seeds(name, args))]
     runs = sorted({_same(w) for w in wanted} - set(done), key=[_same(w) for w in wanted].index)
     jobs = [(str(args.table), name, seed, arm, limit if arm == "size" else None) for name, arm, seed in runs]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -289,15 +314,61 @@ def main() -> None:
             say(f"{r['candidate']} {r['arm']} seed {r['seed']}: " + ", ".join(f"{k} runs {v:.3f}" for k, v in r["hv"].items())
                 + f"; {r['screened']} screened ({r['seconds']:.0f} s)")
     summary = _summary([{**done[_same(w)], "candidate": w[0]} for w in wanted])
-    _print_table(summary, args.seeds)
+    _print_table(summary, args.seeds, args.gp_seeds)
+    ratio = None
     for arm in args.arms:
         if f"random/{arm}" in summary and f"default/{arm}" in summary:
             goal = 0.95 * summary[f"random/{arm}"]["hv"][str(RANDOM_RUNS)]
             got = summary[f"default/{arm}"]["hv"]["30"]
+            if arm == "open":
+                ratio = got / summary[f"random/{arm}"]["hv"][str(RANDOM_RUNS)]
             say(f"{arm}: default after 30 runs {got:.3f} vs 0.95 x random after {RANDOM_RUNS} runs = {goal:.3f}: "
                 f"{'met' if got >= goal else 'not met'}")
+    out: dict[str, Any] = {"sampler": {"hv30_vs_random300": ratio, "candidates": summary, "size_limit_bytes": limit,
+                                       "screened_configurations": n_screened}}
+    if args.stopping or (args.stopping is None and _has_curves(args.table)):
+        out["stopping"] = _stopping(args)
     if args.json:
-        print(json.dumps({"size_limit_bytes": limit, "screened_configurations": n_screened, "summary": summary}, indent=2))
+        print(json.dumps(out, indent=2))
+
+
+def _seeds(name: str, args: argparse.Namespace) -> int:
+    """GP-based candidates (the default among them) cost ~10x a TPE replay: fewer seeds."""
+    return min(args.seeds, args.gp_seeds) if name == "default" or name.startswith("gp") else args.seeds
+
+
+def _has_curves(path: Path) -> bool:
+    with open(path, newline="") as f:
+        return "curve" in (csv.DictReader(f).fieldnames or ())
+
+
+def _stopping(args: argparse.Namespace) -> dict[str, Any]:
+    """The stopping rules as whole systems (stopping.py), at half the no-stopping arm's epochs."""
+    import stopping
+
+    jobs = []
+    for arm in stopping.ARMS:
+        seeds = args.stopping_seeds or (min(args.seeds, args.gp_seeds) if arm in ("effsearch", "none") else args.seeds)
+        jobs += [(str(args.table), arm, seed) for seed in range(seeds)]
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for r in pool.map(stopping.job, jobs):
+            results.append(r)
+            say(f"stopping {r['arm']} seed {r['seed']}: {r['runs']} runs, {r['stopped']} stopped, "
+                f"hv {r['hv'][-1] if r['hv'] else 0.0:.3f} after {r['epochs'][-1] if r['epochs'] else 0} epochs")
+    epochs = stopping.load_curves(args.table).epochs
+    s = stopping.summary(results, epochs)
+    half = stopping.HALF * stopping.RUNS * epochs
+    say(f"\nhypervolume fraction at {half:.0f} epochs (half of {stopping.RUNS} runs of {epochs} epochs), median (least, most)\n")
+    say("| system | hypervolume | runs begun | stopped |\n| --- | --- | --- | --- |")
+    for arm, v in s.items():
+        say(f"| {arm} | {v['hv_at_half_epochs']:.3f} ({v['min']:.3f}, {v['max']:.3f}) | {v['runs']:.0f} | {v['stopped']:.0f} |")
+    hv = {arm: s[arm]["hv_at_half_epochs"] for arm in ("effsearch", "moasha", "none") if arm in s}
+    met = hv["effsearch"] >= hv["moasha"] if {"effsearch", "moasha"} <= set(hv) else None
+    say(f"effsearch's system {hv.get('effsearch', float('nan')):.3f} vs MOASHA's {hv.get('moasha', float('nan')):.3f}: "
+        f"{'met' if met else 'not met'}")
+    return {"hv_at_half_epochs": hv, "goal_met": met, "epochs_budget": half, "arms": s,
+            "stream": {arm.removeprefix("stream-"): v["hv_at_half_epochs"] for arm, v in s.items() if arm.startswith("stream-")}}
 
 
 def say(*args: object) -> None:
@@ -305,14 +376,15 @@ def say(*args: object) -> None:
 
 
 def _summary(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per candidate and arm: mean and least hypervolume fraction at each checkpoint, screening, seconds."""
+    """Per candidate and arm: median, least and most hypervolume fraction at each checkpoint, screening, seconds."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault(f"{r['candidate']}/{r['arm']}", []).append(r)
     return {
         key: {
-            "hv": {k: statistics.mean(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
+            "hv": {k: statistics.median(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
             "hv_min": {k: min(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
+            "hv_max": {k: max(r["hv"][k] for r in rs) for k in rs[0]["hv"]},
             "screened": statistics.mean(r["screened"] for r in rs),
             "stopped": sum(r["stopped_at"] is not None for r in rs),
             "seconds": statistics.mean(r["seconds"] for r in rs),
@@ -322,17 +394,22 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _print_table(summary: dict[str, dict[str, Any]], seeds: int) -> None:
+def _print_table(summary: dict[str, dict[str, Any]], seeds: int, gp_seeds: int) -> None:
     marks = " | ".join(f"{k} runs" for k in CHECKPOINTS)
-    say(f"\nhypervolume as a fraction of the true front's, mean of {seeds} seeds (least in brackets)\n")
+    say(f"\nhypervolume as a fraction of the true front's, median of {seeds} seeds ({min(seeds, gp_seeds)} for GP rows; "
+        "least and most in brackets)\n")
     say(f"| sampler | arm | {marks} | random, {RANDOM_RUNS} runs | screened suggestions per study (stopped) | s per study |")
     say("| --- | --- |" + " --- |" * (len(CHECKPOINTS) + 3))
     for key, s in summary.items():
         name, arm = key.split("/")
-        cells = " | ".join(f"{s['hv'][str(k)]:.3f} ({s['hv_min'][str(k)]:.3f})" for k in CHECKPOINTS)
-        last = f"{s['hv'][str(RANDOM_RUNS)]:.3f} ({s['hv_min'][str(RANDOM_RUNS)]:.3f})" if str(RANDOM_RUNS) in s["hv"] else ""
+        cells = " | ".join(_cell(s, str(k)) for k in CHECKPOINTS)
+        last = _cell(s, str(RANDOM_RUNS)) if str(RANDOM_RUNS) in s["hv"] else ""
         screened = f"{s['screened']:.0f} ({s['stopped']})" if arm == "size" else ""
         say(f"| {CANDIDATES[name][0]} | {arm} | {cells} | {last} | {screened} | {s['seconds']:.0f} |")
+
+
+def _cell(s: dict[str, Any], k: str) -> str:
+    return f"{s['hv'][k]:.3f} ({s['hv_min'][k]:.3f}-{s['hv_max'][k]:.3f})"
 
 
 if __name__ == "__main__":
