@@ -360,9 +360,12 @@ def _stopping(args: argparse.Namespace) -> dict[str, Any]:
     s = stopping.summary(results, epochs)
     half = stopping.HALF * stopping.RUNS * epochs
     say(f"\nhypervolume fraction at {half:.0f} epochs (half of {stopping.RUNS} runs of {epochs} epochs), median (least, most)\n")
-    say("| system | hypervolume | runs begun | stopped |\n| --- | --- | --- | --- |")
+    say("| system | hypervolume | runs begun | stopped | stops after epoch k (all seeds) | of a true-front configuration |")
+    say("| --- | --- | --- | --- | --- | --- |")
     for arm, v in s.items():
-        say(f"| {arm} | {v['hv_at_half_epochs']:.3f} ({v['min']:.3f}, {v['max']:.3f}) | {v['runs']:.0f} | {v['stopped']:.0f} |")
+        after = ", ".join(f"{k}: {n}" for k, n in v["stopped_after_epoch"].items())
+        say(f"| {arm} | {v['hv_at_half_epochs']:.3f} ({v['min']:.3f}, {v['max']:.3f}) | {v['runs']:.0f} | {v['stopped']:.0f} | "
+            f"{after} | {v['front_configurations_stopped']} |")
     hv = {arm: s[arm]["hv_at_half_epochs"] for arm in ("effsearch", "moasha", "none") if arm in s}
     met = hv["effsearch"] >= hv["moasha"] if {"effsearch", "moasha"} <= set(hv) else None
     say(f"effsearch's system {hv.get('effsearch', float('nan')):.3f} vs MOASHA's {hv.get('moasha', float('nan')):.3f}: "

@@ -28,8 +28,9 @@ import csv
 import datetime
 import json
 import statistics
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,8 @@ class Trace:
     hv: list[float]
     runs: int = 0
     stopped: int = 0
+    stopped_after: list[int] = field(default_factory=list)  # the epoch after which each stopped run stopped
+    front_stopped: int = 0  # stopped runs of a configuration with a point on the table's true front
 
     def at(self, budget: float) -> float:
         """The hypervolume of the runs completed within `budget` epochs."""
@@ -104,6 +107,8 @@ class Front:
         self.ref = front.max(axis=0) + MARGIN
         self.true_hv = hypervolume(front, self.ref)
         self.found: list[np.ndarray] = []
+        self.on_true_front = {c for c, by in table.points.items()
+                              if any((front == p).all(axis=1).any() for p in by.values())}
 
     def add(self, config: tuple[Any, ...]) -> float:
         self.found.extend(self.table.points[config][p] for p in PRECISIONS)
@@ -228,6 +233,8 @@ def system(curves: Curves, arm: str, seed: int, budget: float) -> Trace:
         _tell(study, trial, params, curves, config, points, stopped, dists)
         if stopped:
             trace.stopped += 1
+            trace.stopped_after.append(len(points))
+            trace.front_stopped += config in front.on_true_front
         elif spent <= budget:
             trace.epochs.append(spent)
             trace.hv.append(front.add(config))
@@ -278,7 +285,8 @@ def job(args: tuple[str, str, int]) -> dict[str, Any]:
     budget = RUNS * curves.epochs if arm in ("none", "stream-none") else HALF * RUNS * curves.epochs
     trace = system(curves, arm, seed, budget)
     return {"arm": arm, "seed": seed, "epochs": trace.epochs, "hv": trace.hv, "runs": trace.runs,
-            "stopped": trace.stopped, "budget": budget}
+            "stopped": trace.stopped, "stopped_after": trace.stopped_after, "front_stopped": trace.front_stopped,
+            "budget": budget}
 
 
 def summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
@@ -291,7 +299,9 @@ def summary(results: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
             continue
         at = [Trace(r["epochs"], r["hv"]).at(half) for r in rs]
         out[arm] = {"hv_at_half_epochs": statistics.median(at), "min": min(at), "max": max(at), "seeds": len(rs),
-                    "runs": statistics.median(r["runs"] for r in rs), "stopped": statistics.median(r["stopped"] for r in rs)}
+                    "runs": statistics.median(r["runs"] for r in rs), "stopped": statistics.median(r["stopped"] for r in rs),
+                    "stopped_after_epoch": dict(sorted(Counter(e for r in rs for e in r["stopped_after"]).items())),
+                    "front_configurations_stopped": sum(r["front_stopped"] for r in rs)}
         if arm.endswith("none"):
             out[arm]["hv_at_full_epochs"] = statistics.median(Trace(r["epochs"], r["hv"]).at(RUNS * epochs) for r in rs)
     return out

@@ -71,13 +71,19 @@ def test_effsearchs_rule_stops_runs_that_never_learn_and_finds_more_in_the_same_
     assert ruled.stopped > 0 and ruled.runs > plain.runs
     assert all(e <= budget for e in ruled.epochs) and ruled.hv == sorted(ruled.hv) and 0.0 < ruled.hv[-1] <= 1.0 + 1e-9
     assert ruled.at(budget) >= plain.at(budget)
+    # Only the runs that never learn were stopped (none of them holds a point of the true front), before their last epoch.
+    assert ruled.front_stopped == 0 and len(ruled.stopped_after) == ruled.stopped
+    assert all(1 <= e < EPOCHS for e in ruled.stopped_after)
 
 
 def test_a_run_that_is_stopped_adds_no_point(stopping, curves_table: Path) -> None:
     curves = stopping.load_curves(curves_table)
     trace = stopping.system(curves, "stream-effsearch", 1, 12 * EPOCHS)
-    # A point is added per completed run only, at the epochs spent when it completed.
-    assert len(trace.hv) == trace.runs - trace.stopped or len(trace.hv) == trace.runs - trace.stopped - 1
+    completed = trace.runs - trace.stopped
+    # One hypervolume per completed run (the last may have ended past the budget and is not counted).
+    assert completed - 1 <= len(trace.hv) <= completed and trace.stopped > 0
+    spent = sum(trace.stopped_after) + EPOCHS * completed
+    assert trace.epochs[-1] <= spent and trace.epochs == sorted(trace.epochs)
 
 
 def test_moasha_arm_runs_syne_tunes_scheduler(stopping, curves_table: Path) -> None:
