@@ -36,7 +36,9 @@ and its final hypervolume is at least 1.02x every other arm's (medians over seed
     python benchmarks/headline.py --json                     # seeds 0,1,2; budget 40 x the example's epochs
     python benchmarks/headline.py --seeds 0 --budget-epochs 4 --epochs 1   # a smoke run (minutes)
 
-Writes benchmarks/results/headline-<example>.json, .md (the table) and .png (hypervolume vs training time).
+Writes benchmarks/results/headline-<example>.json, .md (the table) and .png (hypervolume vs training time),
+and each seed's row as it ends (headline-<example>.seed-<n>.json): a later run with the same settings reuses it,
+so `--seeds 1` then `--seeds 0,1,2` adds seeds up.
 """
 
 from __future__ import annotations
@@ -496,6 +498,7 @@ def main() -> None:
     ap.add_argument("--db", default=None, help="storage URL for effsearch's studies (default: a temporary SQLite file)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON, table and plot")
     ap.add_argument("--json", action="store_true", help="print the headline JSON on stdout")
+    ap.add_argument("--again", action="store_true", help="run every seed, also those whose row is kept in --out")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("effsearch").setLevel(logging.ERROR)
@@ -507,15 +510,23 @@ def main() -> None:
 
     effsearch.run.pipeline.export_trained = importlib.import_module(Path(__file__).stem).keep_weights
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"headline-{args.file.stem}"
+    # Each seed's row is kept as it ends, so seeds run in separate sittings add up (--again runs a kept seed anew).
+    settings = {"file": str(args.file.resolve()), "budget_epochs": args.budget_epochs, "epochs": args.epochs}
     with tempfile.TemporaryDirectory() as tmp_name:
         rows = []
         for seed in seeds:
+            kept = args.out / f"{stem}.seed-{seed}.json"
+            if kept.exists() and not args.again and json.loads(kept.read_text())["settings"] == settings:
+                say(f"seed {seed}: the row kept in {kept} (--again runs it anew)")
+                rows.append(json.loads(kept.read_text())["row"])
+                continue
             tmp = Path(tmp_name) / f"seed-{seed}"
             tmp.mkdir()
             rows.append(seed_row(args, seed, tmp))
+            kept.write_text(json.dumps({"settings": settings, "row": rows[-1]}, indent=2))
     result = {"headline": headline(rows), "file": str(args.file), "reference_point": [0.5, 1.1, 1.1], "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"headline-{args.file.stem}"
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (args.out / f"{stem}.md").write_text(table(rows) + "\n")
     plot(rows, args.out / f"{stem}.png")
