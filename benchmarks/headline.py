@@ -518,9 +518,10 @@ def main() -> None:
         rows = []
         for seed in seeds:
             kept = args.out / f"{stem}.seed-{seed}.json"
-            if kept.exists() and not args.again and json.loads(kept.read_text())["settings"] == settings:
+            saved = json.loads(kept.read_text()) if kept.exists() and not args.again else {}
+            if saved.get("settings") == settings:
                 say(f"seed {seed}: the row kept in {kept} (--again runs it anew)")
-                rows.append(json.loads(kept.read_text())["row"])
+                rows.append(saved["row"])
                 continue
             tmp = Path(tmp_name) / f"seed-{seed}"
             tmp.mkdir()

@@ -124,6 +124,12 @@ class Table:
                if size_limit is None or self.size_bytes[c][prec] <= size_limit]
         return nondominated(np.array(pts))
 
+    def scoring(self, size_limit: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+        """The true front, the reference point MARGIN past its worst values, and its hypervolume."""
+        front = self.true_front(size_limit)
+        ref = front.max(axis=0) + MARGIN
+        return front, ref, hypervolume(front, ref)
+
     def size_limit(self, quantile: float = SIZE_LIMIT_QUANTILE) -> float:
         smallest = sorted(min(by.values()) for by in self.size_bytes.values())
         return float(np.quantile(smallest, quantile, method="lower"))
@@ -195,9 +201,7 @@ def replay(table: Table, factory: Factory, seed: int, runs: int, size_limit: flo
     baseline = {k: v for k, v in BASELINE.items() if v in dists[k].choices}
     if len(baseline) == len(dists):
         study.enqueue_trial(baseline, user_attrs=record.baseline_attrs())
-    front = table.true_front(size_limit)
-    ref = front.max(axis=0) + MARGIN
-    true_hv = hypervolume(front, ref)
+    _, ref, true_hv = table.scoring(size_limit)
     found: list[np.ndarray] = []
     out: dict[int, float] = {}
     done = screened_in_row = screened = 0
@@ -249,13 +253,19 @@ def replay(table: Table, factory: Factory, seed: int, runs: int, size_limit: flo
 SAME_WITHOUT_SCREENING = {"gp-tpe-8": "gp-8", "gp-tpe-4": "gp-4"}
 
 
-def _job(job: tuple[str, str, int, str, float | None]) -> dict[str, Any]:
-    path, name, seed, arm, limit = job
+def quiet_worker() -> None:
+    """A replay process: one torch thread, no warnings, only errors logged."""
     import torch
 
     torch.set_num_threads(1)  # GPSampler's torch threads, on a shared machine, ran it 5x slower than one
     warnings.filterwarnings("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("effsearch").setLevel(logging.ERROR)
+
+
+def _job(job: tuple[str, str, int, str, float | None]) -> dict[str, Any]:
+    path, name, seed, arm, limit = job
+    quiet_worker()
     runs = RANDOM_RUNS if name == "random" else max(CHECKPOINTS)
     checkpoints = (*CHECKPOINTS, RANDOM_RUNS) if name == "random" else CHECKPOINTS
     t0 = time.perf_counter()
@@ -348,7 +358,7 @@ def _stopping(args: argparse.Namespace) -> dict[str, Any]:
 
     jobs = []
     for arm in stopping.ARMS:
-        seeds = args.stopping_seeds or (min(args.seeds, args.gp_seeds) if arm in ("effsearch", "none") else args.seeds)
+        seeds = args.stopping_seeds or (_seeds("default", args) if arm in ("effsearch", "none") else args.seeds)
         jobs += [(str(args.table), arm, seed) for seed in range(seeds)]
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

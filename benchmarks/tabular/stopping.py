@@ -44,7 +44,7 @@ from effsearch.results.hypervolume import hypervolume
 from effsearch.sampler import make_sampler
 from effsearch.study.early_stop import stop_rule
 
-from replay import BASELINE, DIMS, DIRECTIONS, MARGIN, PRECISIONS, Table, _value, load_table
+from replay import BASELINE, DIMS, DIRECTIONS, PRECISIONS, Table, _value, load_table, quiet_worker
 
 OBJECTIVES = ("accuracy", "latency_ms", "energy_j")  # the replay's objectives, as the study names them
 CHANCE = 0.1  # the metric before the first epoch (see the module's docstring)
@@ -103,9 +103,7 @@ class Front:
 
     def __init__(self, table: Table):
         self.table = table
-        front = table.true_front()
-        self.ref = front.max(axis=0) + MARGIN
-        self.true_hv = hypervolume(front, self.ref)
+        front, self.ref, self.true_hv = table.scoring()
         self.found: list[np.ndarray] = []
         self.on_true_front = {c for c, by in table.points.items()
                               if any((front == p).all(axis=1).any() for p in by.values())}
@@ -271,15 +269,7 @@ def _metrics(values: Sequence[float]) -> dict[str, float]:
 
 def job(args: tuple[str, str, int]) -> dict[str, Any]:
     """One arm, one seed: its trace to the full no-stopping budget (RUNS runs' epochs)."""
-    import logging
-    import warnings
-
-    import torch
-
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    logging.getLogger("effsearch").setLevel(logging.ERROR)
+    quiet_worker()
     path, arm, seed = args
     curves = load_curves(Path(path))
     budget = RUNS * curves.epochs if arm in ("none", "stream-none") else HALF * RUNS * curves.epochs
