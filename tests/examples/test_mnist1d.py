@@ -47,3 +47,23 @@ def test_a_one_epoch_study_of_the_cnn_records_its_baseline(run_cli, tmp_path: Pa
     values = [t.values[0] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
     # The dense fp32 baseline and its precisions: one epoch already learns MNIST-1D well above chance (0.1).
     assert values and max(values) > 0.3, values
+
+
+def test_the_trained_cnn_trains_once_caches_its_checkpoint_and_loads_it_after(tmp_path: Path, monkeypatch) -> None:
+    uf = load_user_file(EXAMPLES / "mnist1d_cnn_trained.py")
+    assert uf.registration.trained
+    module = sys.modules[uf.registration.model.__module__]
+    monkeypatch.setattr(module, "CHECKPOINT", tmp_path / "checkpoints" / "mnist1d_cnn.pt")
+    monkeypatch.setattr(module, "EPOCHS", 1)  # the shipped 8 take 15 s; one shows the same path
+    _, (_, val) = probe(uf)
+    first = uf.registration.model()
+    assert module.CHECKPOINT.exists() and not first.training
+    with torch.no_grad():
+        accuracy = (first(val.tensors[0]).argmax(1) == val.tensors[1]).float().mean().item()
+    assert accuracy > 0.3, accuracy  # trained: chance is 0.1
+    # Later builds load the checkpoint instead of training again: the same weights, the same network as the CNN example's.
+    monkeypatch.setattr(module, "_train_once", lambda model: pytest.fail("trained again although the checkpoint exists"))
+    again = uf.registration.model()
+    cnn = load_user_file(EXAMPLES / "mnist1d_cnn.py").registration.model()
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in cnn.state_dict().items()}
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
