@@ -9,6 +9,7 @@ The two arms of a seed run back to back, their order alternating with the seed, 
 
     python benchmarks/distillation.py                        # seeds 0 1 2, prune 0.7, weight 0.5
     python benchmarks/distillation.py --weight 0.75 --epochs 5 --json
+    python benchmarks/distillation.py --file examples/mnist1d_cnn_trained.py --seeds 0 1 2 3 4
 """
 
 from __future__ import annotations

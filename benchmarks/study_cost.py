@@ -1,6 +1,6 @@
 """What screening saves: training time to reach a study's feasible front, with and without screening.
 
-The digits example under a latency limit of 0.5x the dense baseline's latency. Per seed: a reference
+The digits example (or --file) under a latency limit of --limit (0.5) x the dense baseline's latency. Per seed: a reference
 study of --runs training runs without screening (the limit is a constraint only), then a study with
 screening that runs until its feasible front's hypervolume reaches the reference's final feasible
 hypervolume (capped at --cap training runs). A seed whose reference has an empty feasible front is
@@ -21,6 +21,7 @@ hypervolume ratio >= 0.98 in every seed.
     python benchmarks/study_cost.py                 # both parts: 3 seeds, 40 reference runs, cap 80
     python benchmarks/study_cost.py --part early-stop --db /tmp/cost.db
     python benchmarks/study_cost.py --json          # one JSON object on stdout, figures on stderr
+    python benchmarks/study_cost.py --part screening --seeds 1 --file examples/mnist1d_cnn.py --limit 0.6
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ def main() -> None:
     ap.add_argument("--cap", type=int, default=80, help="most training runs of a screening study")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--file", type=Path, default=EXAMPLE)
+    ap.add_argument("--limit", type=float, default=0.5, help="screening's latency limit, x the dense baseline's latency")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--part", choices=("both", "screening", "early-stop"), default="both")
     ap.add_argument("--configs", type=int, default=40, help="configurations each early-stopping arm trains")
@@ -256,9 +258,9 @@ def screening_part(args: argparse.Namespace, tmp: Path) -> dict:
     base_study, _ = run(args, tmp, "dense", 0, 1, 1e9, False)
     (base,) = [t for t in record.read_all(base_study, states=(TrialState.COMPLETE,)) if t.baseline]
     bounds = {"accuracy": base.metrics["accuracy"], "latency_ms": base.metrics["latency_ms"], "energy_j": base.metrics["energy_j"]}
-    limit = 0.5 * bounds["latency_ms"]
+    limit = args.limit * bounds["latency_ms"]
     say(f"dense baseline: accuracy {base.metrics['accuracy']:.4f}, latency {bounds['latency_ms']:.4f} ms, "
-        f"energy {bounds['energy_j']:.2f} J; limit {limit:.4f} ms")
+        f"energy {bounds['energy_j']:.2f} J; limit {limit:.4f} ms ({args.limit:g}x)")
     rows, seed = [], 0
     while len(rows) < args.seeds:
         ref, ref_wall = run(args, tmp, f"reference-{seed}", seed, args.runs, limit, False)
