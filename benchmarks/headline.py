@@ -35,6 +35,7 @@ and its final hypervolume is at least 1.02x every other arm's (medians over seed
 
     python benchmarks/headline.py --json                     # seeds 0,1,2; budget 40 x the example's epochs
     python benchmarks/headline.py --seeds 0 --budget-epochs 4 --epochs 1   # a smoke run (minutes)
+    python benchmarks/headline.py --arms effsearch --no-early-stop           # a variant of one arm, its own files
 
 Writes benchmarks/results/headline-<example>.json, .md (the table) and .png (hypervolume vs training time),
 and each seed's row as it ends (headline-<example>.seed-<n>.json): a later run with the same settings reuses it,
@@ -244,7 +245,7 @@ class Bench:
         settings = TuneSettings(
             study_name=name, storage_url=self.args.db or f"sqlite:///{self.tmp}/headline.db", trials=10_000, space=self.space,
             objectives=OBJECTIVES, directions=("maximize", "minimize", "minimize"), epochs=self.epochs, seed=self.seed,
-            artifacts=self.tmp / "effsearch",
+            artifacts=self.tmp / "effsearch", early_stop=not self.args.no_early_stop,
         )
         t0 = time.perf_counter()
         _, summary = tune(settings, uf=self.uf, probe=self.info, datasets=self.datasets, until=lambda s: epochs_trained(s) >= self.budget)
@@ -411,13 +412,13 @@ def seed_row(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
     bench = Bench(args, seed, tmp)
     say(f"seed {seed}: budget {bench.budget} epochs per arm ({bench.epochs} per run)")
     arms = {}
-    for name, make in (("effsearch", bench.effsearch), ("recipe", bench.recipe), ("optuna", bench.optuna_arm), ("random", bench.random_arm)):
-        arms[name] = make()
+    makers = {"effsearch": bench.effsearch, "recipe": bench.recipe, "optuna": bench.optuna_arm, "random": bench.random_arm}
+    for name in args.arms:
+        arms[name] = makers[name]()
         a = arms[name]
         say(f"seed {seed} {name}: {sum(r.epochs > 0 for r in a.runs)} runs, {a.epochs} epochs, {a.train_s:.0f} s training, {a.wall_s:.0f} s wall")
     curves = {name: curve(arm, bench.graphs) for name, arm in arms.items()}
     scores = final_scores(bench, arms)
-    ours = curves["effsearch"]
     row: dict[str, Any] = {"seed": seed, "budget_epochs": bench.budget, "epochs_per_run": bench.epochs, "arms": {}}
     for name, arm in arms.items():
         c = curves[name]
@@ -428,14 +429,17 @@ def seed_row(args: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
             "curve": c,
         }
     for other in ("recipe", "optuna"):
+        if other not in arms or "effsearch" not in arms:
+            continue
         goal = row["arms"][other]["curve_final_hv"]
-        reach = time_to_reach(ours, goal)
+        reach = time_to_reach(curves["effsearch"], goal)
         row[f"effsearch_s_to_{other}_hv"] = reach
         row[f"time_ratio_vs_{other}"] = None if reach is None else reach / max(arms[other].train_s, 1e-9)
-    best_other = max(row["arms"][n]["final_hv"] for n in ARMS if n != "effsearch")
-    row["hv_ratio_min"] = row["arms"]["effsearch"]["final_hv"] / best_other if best_other > 0 else None
-    say(f"seed {seed}: final HV " + ", ".join(f"{n} {row['arms'][n]['final_hv']:.4f}" for n in ARMS)
-        + f"; effsearch reaches the recipe's curve HV after {row['effsearch_s_to_recipe_hv']} s, Optuna's after {row['effsearch_s_to_optuna_hv']} s")
+    others = [row["arms"][n]["final_hv"] for n in arms if n != "effsearch"]
+    if "effsearch" in arms and others:
+        row["hv_ratio_min"] = row["arms"]["effsearch"]["final_hv"] / max(others) if max(others) > 0 else None
+    say(f"seed {seed}: final HV " + ", ".join(f"{n} {row['arms'][n]['final_hv']:.4f}" for n in arms)
+        + "".join(f"; effsearch reaches {o}'s curve HV after {row[f'effsearch_s_to_{o}_hv']} s" for o in ("recipe", "optuna") if f"effsearch_s_to_{o}_hv" in row))
     return row
 
 
@@ -446,15 +450,19 @@ def median_or_none(values: list[float | None]) -> float | None:
     return None if m is None or m == float("inf") else m
 
 
+def arms_of(rows: list[dict[str, Any]]) -> list[str]:
+    return list(rows[0]["arms"]) if rows else []
+
+
 def headline(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    t_recipe = median_or_none([r["time_ratio_vs_recipe"] for r in rows])
-    t_optuna = median_or_none([r["time_ratio_vs_optuna"] for r in rows])
-    hv_min = median_or_none([r["hv_ratio_min"] for r in rows])
-    best = {n: median_or_none([r["arms"][n]["best_acc_at_half_latency"] for r in rows]) for n in ARMS}
+    t_recipe = median_or_none([r.get("time_ratio_vs_recipe") for r in rows])
+    t_optuna = median_or_none([r.get("time_ratio_vs_optuna") for r in rows])
+    hv_min = median_or_none([r.get("hv_ratio_min") for r in rows])
+    best = {n: median_or_none([r["arms"][n]["best_acc_at_half_latency"] for r in rows]) for n in arms_of(rows)}
     met = t_recipe is not None and t_optuna is not None and hv_min is not None and t_recipe <= 0.5 and t_optuna <= 0.5 and hv_min >= 1.02
     return {
         "time_ratio_vs_recipe": t_recipe, "time_ratio_vs_optuna": t_optuna, "hv_ratio_min": hv_min,
-        "best_acc_at_half_latency": best, "arms": list(ARMS), "seeds": [r["seed"] for r in rows], "goal_met": met,
+        "best_acc_at_half_latency": best, "arms": arms_of(rows), "seeds": [r["seed"] for r in rows], "goal_met": met,
     }
 
 
@@ -462,7 +470,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| seed | arm | final HV (test) | curve HV (val) | best test acc at <= 0.5x latency | epochs | training s | wall s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for n in ARMS:
+        for n in r["arms"]:
             a = r["arms"][n]
             best = "-" if a["best_acc_at_half_latency"] is None else f"{a['best_acc_at_half_latency']:.3f}"
             lines.append(f"| {r['seed']} | {n} | {a['final_hv']:.4f} | {a['curve_final_hv']:.4f} | {best} | {a['epochs']} | {a['train_s']:.0f} | {a['wall_s']:.0f} |")
@@ -477,7 +485,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(rows), figsize=(5 * len(rows), 4), squeeze=False)
     for ax, r in zip(axes[0], rows):
-        for n in ARMS:
+        for n in r["arms"]:
             c = r["arms"][n]["curve"]
             ax.step([0.0] + [s for s, _ in c], [0.0] + [h for _, h in c], where="post", label=n)
         ax.set_title(f"seed {r['seed']}")
@@ -499,7 +507,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of the JSON, table and plot")
     ap.add_argument("--json", action="store_true", help="print the headline JSON on stdout")
     ap.add_argument("--again", action="store_true", help="run every seed, also those whose row is kept in --out")
+    ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run (default all four)")
+    ap.add_argument("--no-early-stop", action="store_true", help="effsearch's arm without early stopping (a variant: its own files)")
     args = ap.parse_args()
+    args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    if unknown := [a for a in args.arms if a not in ARMS]:
+        ap.error(f"--arms {','.join(unknown)}: not an arm; choose among {', '.join(ARMS)}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("effsearch").setLevel(logging.ERROR)
     # The recipe prunes its best dense model: every run keeps its trained weights. Rank processes pickle
@@ -511,9 +524,13 @@ def main() -> None:
     effsearch.run.pipeline.export_trained = importlib.import_module(Path(__file__).stem).keep_weights
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"headline-{args.file.stem}"
+    # A variant (fewer arms, effsearch without early stopping) keeps its own files beside the headline's.
+    variant = "".join([f"-{'+'.join(args.arms)}" if args.arms != list(ARMS) else "", "-no-early-stop" if args.no_early_stop else ""])
+    stem = f"headline-{args.file.stem}{variant}"
     # Each seed's row is kept as it ends, so seeds run in separate sittings add up (--again runs a kept seed anew).
     settings = {"file": str(args.file.resolve()), "budget_epochs": args.budget_epochs, "epochs": args.epochs}
+    if variant:
+        settings["variant"] = variant
     with tempfile.TemporaryDirectory() as tmp_name:
         rows = []
         for seed in seeds:
@@ -533,7 +550,7 @@ def main() -> None:
     plot(rows, args.out / f"{stem}.png")
     say(table(rows))
     h = result["headline"]
-    say(f"headline: time ratio vs recipe {h['time_ratio_vs_recipe']}, vs Optuna {h['time_ratio_vs_optuna']}, "
+    say(f"headline{variant}: time ratio vs recipe {h['time_ratio_vs_recipe']}, vs Optuna {h['time_ratio_vs_optuna']}, "
         f"HV ratio {h['hv_ratio_min']}; goal {'met' if h['goal_met'] else 'not met'}")
     if args.json:
         print(json.dumps({"headline": h}, indent=2))

@@ -112,3 +112,26 @@ def test_overhead_reports_measured_and_stopped_runs_with_early_stopping_on_and_o
     # Rest: 3.0 - 1.0 for the measured run, 2.5 - 2.0 for the stopped one; ratios 2.0 and 0.25.
     assert "median rest: measured runs 2.00 s (1), after the first 2.00 s, stopped runs 0.50 s (1); median ratio (wall-train)/train 1.125" in printed, printed
     assert "world_size=1, early stopping on" in printed and "world_size=1, early stopping off" in printed
+
+
+def _arm(hv: float, best: float | None) -> dict:
+    return {"final_hv": hv, "curve_final_hv": hv, "best_acc_at_half_latency": best, "epochs": 8, "train_s": 1.0, "wall_s": 1.0, "curve": [[1.0, hv]]}
+
+
+def test_headline_summarises_all_four_arms_and_a_one_arm_variant() -> None:
+    headline = _load("headline")
+    four = [
+        {"seed": s, "arms": {"effsearch": _arm(0.50, 0.96), "recipe": _arm(0.48, 0.97), "optuna": _arm(0.45, None), "random": _arm(0.40, 0.90)},
+         "time_ratio_vs_recipe": r, "time_ratio_vs_optuna": 0.3, "hv_ratio_min": 0.50 / 0.48}
+        for s, r in ((0, 0.4), (1, None), (2, 0.2))
+    ]
+    h = headline.headline(four)
+    assert h["arms"] == list(headline.ARMS) and h["seeds"] == [0, 1, 2]
+    assert h["time_ratio_vs_recipe"] == 0.4  # a never-reached seed counts as infinitely late
+    assert h["best_acc_at_half_latency"]["optuna"] is None and h["best_acc_at_half_latency"]["recipe"] == 0.97
+    assert h["goal_met"]  # 0.4 and 0.3 <= 0.5, 1.042 >= 1.02
+    # A variant run with effsearch's arm alone: no ratios to other arms, so no goal, and the table lists that arm only.
+    one = [{"seed": 0, "arms": {"effsearch": _arm(0.5, 0.96)}}]
+    h = headline.headline(one)
+    assert h["arms"] == ["effsearch"] and h["time_ratio_vs_recipe"] is None and not h["goal_met"]
+    assert headline.table(one).count("\n| 0 |") == 1
