@@ -15,7 +15,7 @@ README = ROOT / "README.md"
 MAX_README_LINES = 250
 # The two set-up commands, word for word: CI runs the second (.ci/run), a newcomer the first.
 SETUP = (
-    "pip install torch==2.13.0 -e '.[examples]' && effsearch tune examples/digits_cnn.py",
+    "pip install torch==2.13.0 -e '.[examples]' && effsearch tune examples/mnist1d_cnn.py",
     "pip install torch==2.13.0 -e '.[test]' && python -m pytest -q",
 )
 
