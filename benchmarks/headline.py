@@ -36,6 +36,7 @@ and its final hypervolume is at least 1.02x every other arm's (medians over seed
     python benchmarks/headline.py --json                     # seeds 0,1,2; budget 40 x the example's epochs
     python benchmarks/headline.py --seeds 0 --budget-epochs 4 --epochs 1   # a smoke run (minutes)
     python benchmarks/headline.py --arms effsearch --no-early-stop           # a variant of one arm, its own files
+    python benchmarks/headline.py --arms effsearch --space benchmarks/prune_finetune.toml
 
 Writes benchmarks/results/headline-<example>.json, .md (the table) and .png (hypervolume vs training time),
 and each seed's row as it ends (headline-<example>.seed-<n>.json): a later run with the same settings reuses it,
@@ -220,6 +221,8 @@ class Bench:
         self.measurer = Measurer(self.uf, self.datasets, self.tools.meter_cls, self.tools.target.providers(), 1)
         _, self.hw = hardware_world_sizes()
         self.space = load_space(None, self.hw).clamp_world_size(self.hw)
+        # --space changes effsearch's arm only (a variant); the other arms search the default space.
+        self.effsearch_space = load_space(args.space, self.hw).clamp_world_size(self.hw) if args.space else self.space
         self.epochs = args.epochs or self.uf.registration.epochs
         self.budget = args.budget_epochs or 40 * self.epochs
         self.graphs = Graphs(self.uf, self.datasets, self.measurer, tmp / "graphs")
@@ -243,7 +246,7 @@ class Bench:
     def effsearch(self) -> ArmResult:
         name = f"effsearch-{self.seed}"
         settings = TuneSettings(
-            study_name=name, storage_url=self.args.db or f"sqlite:///{self.tmp}/headline.db", trials=10_000, space=self.space,
+            study_name=name, storage_url=self.args.db or f"sqlite:///{self.tmp}/headline.db", trials=10_000, space=self.effsearch_space,
             objectives=OBJECTIVES, directions=("maximize", "minimize", "minimize"), epochs=self.epochs, seed=self.seed,
             artifacts=self.tmp / "effsearch", early_stop=not self.args.no_early_stop,
         )
@@ -509,6 +512,7 @@ def main() -> None:
     ap.add_argument("--again", action="store_true", help="run every seed, also those whose row is kept in --out")
     ap.add_argument("--arms", default=",".join(ARMS), help="comma-separated arms to run (default all four)")
     ap.add_argument("--no-early-stop", action="store_true", help="effsearch's arm without early stopping (a variant: its own files)")
+    ap.add_argument("--space", type=Path, default=None, help="a TOML space file for effsearch's arm only (a variant: its own files)")
     args = ap.parse_args()
     args.arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     if unknown := [a for a in args.arms if a not in ARMS]:
@@ -525,7 +529,8 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     # A variant (fewer arms, effsearch without early stopping) keeps its own files beside the headline's.
-    variant = "".join([f"-{'+'.join(args.arms)}" if args.arms != list(ARMS) else "", "-no-early-stop" if args.no_early_stop else ""])
+    variant = "".join([f"-{'+'.join(args.arms)}" if args.arms != list(ARMS) else "", "-no-early-stop" if args.no_early_stop else "",
+                       f"-{args.space.stem}" if args.space else ""])
     stem = f"headline-{args.file.stem}{variant}"
     # Each seed's row is kept as it ends, so seeds run in separate sittings add up (--again runs a kept seed anew).
     settings = {"file": str(args.file.resolve()), "budget_epochs": args.budget_epochs, "epochs": args.epochs}
