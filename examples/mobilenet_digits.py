@@ -7,40 +7,24 @@ file (examples/checkpoints/, not committed); every later build loads it. effsear
 given (the study's reference run) and prunes and fine-tunes it in the runs that follow.
 """
 
-import os
 import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import effsearch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mobilenet_arch import MobileNetDigits, load  # noqa: E402 - the architecture both MobileNet examples share
+from pretrain import train_and_save  # noqa: E402 - what the user did before bringing the model
 
 CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mobilenet_digits.pt"
 
 
 def _train_once(model: nn.Module) -> None:
     """What the user did before bringing the model: train it (8 epochs of AdamW), then save it."""
-    torch.manual_seed(0)
-    train, _ = load()
-    loader = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=8 * len(loader))
-    model.train()
-    for _ in range(8):
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            sched.step()
-    CHECKPOINT.parent.mkdir(exist_ok=True)
-    partial = CHECKPOINT.with_suffix(f".{os.getpid()}.partial")
-    torch.save(model.state_dict(), partial)
-    os.replace(partial, CHECKPOINT)  # whole or not at all, even with several workers starting at once
+    train_and_save(model, load, CHECKPOINT, epochs=8, lr=3e-3, batch_size=64, weight_decay=1e-4)
 
 
 def build() -> nn.Module:
