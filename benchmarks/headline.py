@@ -37,6 +37,10 @@ and its final hypervolume is at least 1.02x every other arm's (medians over seed
     python benchmarks/headline.py --seeds 0 --budget-epochs 4 --epochs 1   # a smoke run (minutes)
     python benchmarks/headline.py --arms effsearch --no-early-stop           # a variant of one arm, its own files
     python benchmarks/headline.py --arms effsearch --space benchmarks/prune_finetune.toml
+    python benchmarks/headline.py --arms effsearch,recipe --epochs 8 --budget-epochs 160   # longer runs, same budget
+
+A variant (fewer arms, --no-early-stop, --space, --epochs, --budget-epochs) writes files of its own, named
+after it (headline-<example>-effsearch+recipe-epochs-8-budget-160.*), never the headline's.
 
 Writes benchmarks/results/headline-<example>.json, .md (the table) and .png (hypervolume vs training time),
 and each seed's row as it ends (headline-<example>.seed-<n>.json): a later run with the same settings reuses it,
@@ -500,6 +504,19 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def variant_of(args: argparse.Namespace) -> str:
+    """The file-name suffix of a variant (fewer arms, effsearch without early stopping or with a space file,
+    other epochs per run or another budget), so that it keeps its own files beside the headline's; "" for the
+    headline itself."""
+    return "".join([
+        f"-{'+'.join(args.arms)}" if args.arms != list(ARMS) else "",
+        "-no-early-stop" if args.no_early_stop else "",
+        f"-{args.space.stem}" if args.space else "",
+        f"-epochs-{args.epochs}" if args.epochs else "",
+        f"-budget-{args.budget_epochs}" if args.budget_epochs else "",
+    ])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--file", type=Path, default=EXAMPLE)
@@ -528,9 +545,7 @@ def main() -> None:
     effsearch.run.pipeline.export_trained = importlib.import_module(Path(__file__).stem).keep_weights
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
-    # A variant (fewer arms, effsearch without early stopping) keeps its own files beside the headline's.
-    variant = "".join([f"-{'+'.join(args.arms)}" if args.arms != list(ARMS) else "", "-no-early-stop" if args.no_early_stop else "",
-                       f"-{args.space.stem}" if args.space else ""])
+    variant = variant_of(args)
     stem = f"headline-{args.file.stem}{variant}"
     # Each seed's row is kept as it ends, so seeds run in separate sittings add up (--again runs a kept seed anew).
     settings = {"file": str(args.file.resolve()), "budget_epochs": args.budget_epochs, "epochs": args.epochs}

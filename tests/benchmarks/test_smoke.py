@@ -135,3 +135,19 @@ def test_headline_summarises_all_four_arms_and_a_one_arm_variant() -> None:
     h = headline.headline(one)
     assert h["arms"] == ["effsearch"] and h["time_ratio_vs_recipe"] is None and not h["goal_met"]
     assert headline.table(one).count("\n| 0 |") == 1
+
+
+def test_every_headline_variant_writes_its_own_files() -> None:
+    headline = _load("headline")
+
+    def args(**kw) -> argparse.Namespace:
+        base = {"arms": list(headline.ARMS), "no_early_stop": False, "space": None, "epochs": None, "budget_epochs": None}
+        return argparse.Namespace(**{**base, **kw})
+
+    assert headline.variant_of(args()) == ""
+    assert headline.variant_of(args(arms=["effsearch"], no_early_stop=True)) == "-effsearch-no-early-stop"
+    assert headline.variant_of(args(arms=["effsearch"], space=Path("b/prune_finetune.toml"))) == "-effsearch-prune_finetune"
+    longer = headline.variant_of(args(arms=["effsearch", "recipe"], epochs=8, budget_epochs=160))
+    assert longer == "-effsearch+recipe-epochs-8-budget-160"
+    # Runs of other lengths, or another budget, never land in (and are never read back from) the headline's files.
+    assert headline.variant_of(args(epochs=8)) != headline.variant_of(args()) != headline.variant_of(args(budget_epochs=80))
