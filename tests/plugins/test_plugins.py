@@ -212,3 +212,21 @@ def test_the_estimate_is_labelled_estimate_in_json_and_table(run_cli, cli_env, e
     table = run_cli("pareto", env=cli_env)
     assert table.returncode == 0, table.stderr
     assert "energy J (estimate)" in table.stdout
+
+
+def test_effsearch_run_from_a_folder_never_installed_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On PYTHONPATH without being installed, no distribution carries effsearch's entry points.
+    from effsearch.plugins import registry
+
+    others = [d for d in registry.distributions() if (d.metadata["Name"] or "").lower() != "effsearch"]
+    monkeypatch.setattr(registry, "distributions", lambda: iter(others))
+    plugins.reload()
+    try:
+        with pytest.raises(PluginError, match=r"built-in plugins are not registered.*pip install -e \."):
+            plugins.choose_energy_meter()
+        with pytest.raises(PluginError, match=r"no latency target named 'cpu'.*pip install -e \."):
+            plugins.get_plugin("latency_target", "cpu")
+    finally:
+        monkeypatch.undo()
+        plugins.reload()
+    assert plugins.choose_energy_meter() is not None, "installed, the built-ins are back"
