@@ -218,15 +218,15 @@ def get_plugin(kind: str, name: str) -> Any:
             raise PluginError(f"{_label(kind)} {name!r} ({p.origin}) cannot be used: {p.error}")
         raise PluginError(f"{name!r} is a {_label(p.kind)} plugin, not the {_label(kind)} asked for; see `effsearch plugins`")
     names = ", ".join(p.name for p in plugins_of_kind(kind)) or "none installed"
-    raise PluginError(f"no {_label(kind)} named {name!r}; installed: {names}{_not_installed_hint() or ' (see `effsearch plugins`)'}")
+    raise PluginError(f"no {_label(kind)} named {name!r}; installed: {names}{_where_to_look(' (see `effsearch plugins`)')}")
 
 
-def _not_installed_hint() -> str:
-    """Why even the built-in plugins are missing, when they are: effsearch runs from a source folder (on
-    PYTHONPATH) that was never installed, and plugins come from an installed package's entry points."""
-    allowed, _ = _entries()
-    if any(e.builtin for e in allowed):
-        return ""
+def _where_to_look(usual: str) -> str:
+    """The end of a "none found" message: `usual`, unless not even the built-ins are registered. Then effsearch
+    runs from a folder (on PYTHONPATH) that was never installed, and plugins come from an installed package's
+    entry points, so the message says how to install it."""
+    if any(e.builtin for e in _entries()[0]):
+        return usual
     return ("; effsearch's built-in plugins are not registered: it runs from a folder that was never installed "
             "(plugins come from an installed package's entry points); install it with `pip install -e .` in its checkout")
 
@@ -245,7 +245,7 @@ def choose(kind: str, name: str | None = None) -> Any:
     _warn_failures()
     usable = [p for p in plugins_of_kind(kind) if not p.unavailable]
     if not usable:
-        raise PluginError(f"no usable {_label(kind)} plugin{_not_installed_hint() or '; run `effsearch plugins` to see why'}")
+        raise PluginError(f"no usable {_label(kind)} plugin{_where_to_look('; run `effsearch plugins` to see why')}")
     # Measured beats estimated (a kind without `measured` counts as measured), then the plugin's own
     # priority; built-ins win ties.
     return max(usable, key=lambda p: (bool(getattr(p.obj, "measured", True)), p.obj.priority, p.builtin)).obj
